@@ -1,0 +1,8 @@
+"""nnparts: the parts of a good neural network, written by hand on NumPy and checked."""
+
+__version__ = "0.1.0"
+
+from nnparts.tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor  # noqa: I001
+from nnparts.gradcheck import GradcheckError, gradcheck
+from nnparts.random import default_rng, manual_seed
+from nnparts import functional, init, nn

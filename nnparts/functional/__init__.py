@@ -1,0 +1,32 @@
+"""Differentiable operations (``import nnparts.functional as F``)."""
+
+from nnparts.functional.math import (
+    abs,
+    clip,
+    concat,
+    div,
+    exp,
+    flatten,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    minimum,
+    mul,
+    pow,
+    reshape,
+    sqrt,
+    stack,
+    sub,
+    sum,
+    transpose,
+    where,
+)
+from nnparts.functional.layers import linear
+from nnparts.functional.activations import *
+from nnparts.functional.losses import *
+from nnparts.functional.dropout import *
+from nnparts.functional.conv import *
+from nnparts.functional.pooling import *
+from nnparts.functional.normalization import *

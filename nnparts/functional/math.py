@@ -1,0 +1,525 @@
+"""Differentiable array math: arithmetic, matmul, reductions, shape ops, elementwise functions.
+
+Each op is a :class:`~nnparts.tensor.Function` whose ``backward`` sits right under its
+``forward``. Broadcasting is handled once, in the autograd engine: a backward may return a
+gradient of the broadcast shape and the engine sums it back to the input's shape.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from nnparts.tensor import Function, Tensor, _as_array
+
+# ---------------------------------------------------------------------------------------------
+# arithmetic
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_grad
+        return (g * b if need_a else None), (g * a if need_b else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_grad
+        ga = g / b if need_a else None
+        gb = -g * a / (b * b) if need_b else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Pow(Function):
+    """a ** b; d/da = b a^(b-1), d/db = a^b log(a)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = a**b
+        ctx.save(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, y = ctx.saved
+        need_a, need_b = ctx.needs_grad
+        ga = g * b * a ** (b - 1) if need_a else None
+        gb = None
+        if need_b:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = g * y * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+        return ga, gb
+
+
+class MatMul(Function):
+    """a @ b. For 2-D operands: dA = G B^T, dB = A^T G."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("matmul needs at least 1-D operands; use * for scalars")
+        k_a = a.shape[-1]
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if k_a != k_b:
+            raise ValueError(
+                f"matmul shape mismatch: {a.shape} @ {b.shape} "
+                f"(inner dimensions {k_a} and {k_b} must be equal)"
+            )
+        ctx.save(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_grad
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if need_a:
+            ga = g2 @ np.swapaxes(b2, -1, -2)
+            if a.ndim == 1:
+                ga = ga.reshape(-1, a.shape[0]).sum(0)
+        if need_b:
+            if a2.ndim == 2 and g2.ndim == 2:
+                gb = a2.T @ g2
+            else:
+                gb = np.swapaxes(a2, -1, -2) @ g2
+            if b.ndim == 1:
+                gb = gb.reshape(-1, b.shape[0]).sum(0)
+        return ga, gb
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions
+
+
+def _norm_axis(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(a % ndim if ndim else a for a in axis)
+
+
+def _expand_reduced(g, shape, axis, keepdims):
+    """Give a reduced gradient back the reduced axes so it broadcasts against ``shape``."""
+    if keepdims or not shape:
+        return g
+    axes = _norm_axis(axis, len(shape))
+    return np.expand_dims(g, axes)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
+        return np.sum(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.axis, ctx.keepdims)
+        return np.broadcast_to(g, ctx.shape)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
+        out = np.mean(a, axis=axis, keepdims=keepdims)
+        ctx.count = a.size // builtins.max(out.size, 1) if a.size else 1
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.axis, ctx.keepdims)
+        return np.broadcast_to(g / ctx.count, ctx.shape)
+
+
+class Max(Function):
+    """Maximum over axes; the gradient is shared equally among tied maxima."""
+
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        out = np.max(a, axis=axis, keepdims=True)
+        ctx.save(a, out)
+        ctx.axis, ctx.keepdims = axis, keepdims
+        if keepdims:
+            return out
+        return np.squeeze(out, axis=_norm_axis(axis, a.ndim)) if a.ndim else out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved
+        g = _expand_reduced(g, a.shape, ctx.axis, ctx.keepdims)
+        mask = a == out
+        count = mask.sum(axis=ctx.axis, keepdims=True)
+        return mask * (g / count)
+
+
+# ---------------------------------------------------------------------------------------------
+# shape ops
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {a.shape} into {shape}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Transpose(Function):
+    @staticmethod
+    def forward(ctx, a, axes=None):
+        ctx.axes = axes
+        return np.transpose(a, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axes is None:
+            return np.transpose(g)
+        return np.transpose(g, np.argsort(ctx.axes))
+
+
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(
+        isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items
+    )
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return a[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, dtype=g.dtype)
+        if _is_basic_index(ctx.index):
+            out[ctx.index] = g
+        else:  # fancy indexing may repeat an element: accumulate
+            np.add.at(out, ctx.index, g)
+        return out
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        ctx.axis = axis
+        ctx.sizes = [x.shape[axis] for x in arrays]
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        splits = np.cumsum(ctx.sizes)[:-1]
+        return tuple(np.split(g, splits, axis=ctx.axis))
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        ctx.axis = axis
+        return np.stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.moveaxis(g, ctx.axis, 0))
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# elementwise functions
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.exp(a)
+        ctx.save(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * y
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        return g / a
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = np.sqrt(a)
+        ctx.save(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g / (2 * y)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        return g * np.sign(a)
+
+
+class Clip(Function):
+    """Clamp to [min, max]; the gradient passes where min <= x <= max (as torch.clamp)."""
+
+    @staticmethod
+    def forward(ctx, a, min=None, max=None):
+        ctx.save(a)
+        ctx.lo, ctx.hi = min, max
+        return np.clip(a, min, max)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        mask = np.ones(a.shape, dtype=bool)
+        if ctx.lo is not None:
+            mask &= a >= ctx.lo
+        if ctx.hi is not None:
+            mask &= a <= ctx.hi
+        return g * mask
+
+
+class Maximum(Function):
+    """Elementwise max(a, b); at ties each side receives half the gradient (as torch)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        wa = (a > b) + 0.5 * (a == b)
+        return g * wa, g * (1 - wa)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        wa = (a < b) + 0.5 * (a == b)
+        return g * wa, g * (1 - wa)
+
+
+class Where(Function):
+    """where(condition, a, b); the condition is not differentiable."""
+
+    @staticmethod
+    def forward(ctx, a, b, condition):
+        ctx.condition = condition
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        c = ctx.condition
+        return np.where(c, g, 0), np.where(c, 0, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# function-style API (what Tensor's operators call)
+
+
+def add(a, b) -> Tensor:
+    return Add.apply(a, b)
+
+
+def sub(a, b) -> Tensor:
+    return Sub.apply(a, b)
+
+
+def mul(a, b) -> Tensor:
+    return Mul.apply(a, b)
+
+
+def div(a, b) -> Tensor:
+    return Div.apply(a, b)
+
+
+def neg(a) -> Tensor:
+    return Neg.apply(a)
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 - mirrors the operator
+    return Pow.apply(a, b)
+
+
+def matmul(a, b) -> Tensor:
+    return MatMul.apply(a, b)
+
+
+def sum(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    return Sum.apply(a, axis=axis, keepdims=keepdims)
+
+
+def mean(a, axis=None, keepdims=False) -> Tensor:
+    return Mean.apply(a, axis=axis, keepdims=keepdims)
+
+
+def max(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    return Max.apply(a, axis=axis, keepdims=keepdims)
+
+
+def reshape(a, shape) -> Tensor:
+    return Reshape.apply(a, shape=tuple(shape) if not isinstance(shape, int) else (shape,))
+
+
+def transpose(a, axes=None) -> Tensor:
+    return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
+
+
+def flatten(a, start_dim: int = 1) -> Tensor:
+    """Keep the first ``start_dim`` axes, merge the rest (N, C, H, W) -> (N, C*H*W)."""
+    shape = a.shape
+    return reshape(a, tuple(shape[:start_dim]) + (-1,))
+
+
+def getitem(a, index) -> Tensor:
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(a, index=index)
+
+
+def concat(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (torch.cat)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concat needs at least one tensor")
+    return Concat.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along a new axis (torch.stack)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    return Stack.apply(*tensors, axis=axis)
+
+
+def exp(a) -> Tensor:
+    return Exp.apply(a)
+
+
+def log(a) -> Tensor:
+    return Log.apply(a)
+
+
+def sqrt(a) -> Tensor:
+    return Sqrt.apply(a)
+
+
+def abs(a) -> Tensor:  # noqa: A001
+    return Abs.apply(a)
+
+
+def clip(a, min=None, max=None) -> Tensor:  # noqa: A002
+    return Clip.apply(a, min=min, max=max)
+
+
+def maximum(a, b) -> Tensor:
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b) -> Tensor:
+    return Minimum.apply(a, b)
+
+
+def where(condition, a, b) -> Tensor:
+    return Where.apply(a, b, condition=_as_array(condition).astype(bool))

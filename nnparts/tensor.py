@@ -1,0 +1,406 @@
+"""Tensor and reverse-mode automatic differentiation.
+
+A :class:`Tensor` wraps a NumPy array (``.data``) and, when it takes part in a computation that
+needs gradients, remembers the :class:`Function` that produced it. ``loss.backward()`` walks that
+graph in reverse topological order and calls each function's hand-written ``backward``.
+
+Every op is a subclass of :class:`Function` with two static methods written side by side:
+
+* ``forward(ctx, *arrays, **kwargs) -> ndarray`` computes the value and saves on ``ctx`` whatever
+  the backward needs;
+* ``backward(ctx, grad) -> grad or tuple of grads`` returns the gradient of the loss with respect
+  to each tensor input (``None`` where an input needs none).
+
+dtypes: Python numbers and lists become float32; NumPy arrays keep their floating dtype
+(float64 stays float64); integer arrays stay integer and never require a gradient. Mixed inputs
+follow NumPy's promotion rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+DEFAULT_DTYPE = np.float32
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: operations inside record no graph (evaluation, optimizer updates)."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+@contextlib.contextmanager
+def enable_grad():
+    previous = is_grad_enabled()
+    _state.grad_enabled = True
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    """Convert ``data`` to an ndarray following the library's dtype rules."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        arr = data
+    elif isinstance(data, np.generic):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:  # Python floats and lists: float32 by default
+            arr = arr.astype(DEFAULT_DTYPE)
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    elif arr.dtype == np.float16 or arr.dtype == object:
+        arr = arr.astype(DEFAULT_DTYPE)
+    return arr
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class Context:
+    """What a Function's forward leaves for its backward."""
+
+    __slots__ = ("saved", "needs_grad", "__dict__")
+
+    def __init__(self):
+        self.saved = ()
+        self.needs_grad = ()
+
+    def save(self, *arrays):
+        self.saved = arrays
+
+
+class Function:
+    """Base class of differentiable operations. Subclasses define ``forward`` and ``backward``."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **kwargs):
+        """Run forward on the inputs' arrays; record the graph if any input needs a gradient."""
+        tensors = [x if isinstance(x, Tensor) else None for x in inputs]
+        if None in tensors:
+            # Python numbers are "weak": they take the dtype of the tensor operand (2 - x stays
+            # float32), as NumPy does for Python scalars.
+            ref = next((t.data.dtype for t in tensors if t is not None), None)
+            tensors = [
+                t if t is not None
+                else Tensor(np.asarray(x, dtype=ref))
+                if ref is not None and ref.kind == "f" and isinstance(x, (int, float))
+                and not isinstance(x, (bool, np.generic))
+                else Tensor(x)
+                for t, x in zip(tensors, inputs)
+            ]
+        ctx = Context()
+        needs = tuple(t.requires_grad for t in tensors)
+        record = is_grad_enabled() and any(needs)
+        ctx.needs_grad = needs
+        out = cls.forward(ctx, *[t.data for t in tensors], **kwargs)
+        result = Tensor(out)
+        if record:
+            result.requires_grad = result.data.dtype.kind in "fc"
+            if result.requires_grad:
+                result._ctx = (cls, ctx, tensors)
+        return result
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    Args:
+        data: array-like. Python numbers and lists become float32; NumPy arrays keep their dtype.
+        requires_grad: whether ``backward`` should compute ``.grad`` for this tensor. Only floating
+            tensors can require a gradient.
+        dtype: optional dtype to convert to.
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "name", "__weakref__")
+    __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        self.data = _as_array(data, dtype)
+        self.grad = None
+        self._ctx = None
+        self.name = name
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    # -- gradient bookkeeping ---------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool):
+        if value and self.data.dtype.kind not in "fc":
+            raise ValueError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}; "
+                "convert with .astype(np.float32) first"
+            )
+        self._requires_grad = bool(value)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    def detach(self) -> Tensor:
+        """A tensor sharing the same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def zero_grad(self):
+        self.grad = None
+
+    def backward(self, grad=None, retain_graph: bool = False):
+        """Reverse-mode differentiation from this tensor.
+
+        ``grad`` defaults to 1 for a scalar. Gradients are accumulated (+=) into the ``.grad`` of
+        every leaf tensor that requires one, so a tensor used twice receives both contributions.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: no input of the "
+                "computation had requires_grad=True (or it ran under no_grad())"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward() without a gradient needs a scalar output, got shape {self.shape};"
+                    " pass grad= of the same shape"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = _as_array(grad, self.data.dtype)
+            if grad.shape != self.data.shape:
+                raise ValueError(
+                    f"grad shape {grad.shape} does not match tensor shape {self.data.shape}"
+                )
+
+        order = self._topological_order()
+        grads = {id(self): grad}
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._ctx is None:
+                if node.requires_grad:
+                    if g.shape != node.data.shape:
+                        g = unbroadcast(g, node.data.shape)
+                    if node.grad is None:
+                        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
+                    else:
+                        node.grad += g
+                continue
+            fn, ctx, inputs = node._ctx
+            in_grads = fn.backward(ctx, g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for inp, ig in zip(inputs, in_grads):
+                if ig is None or not inp.requires_grad:
+                    continue
+                if ig.shape != inp.data.shape:
+                    ig = unbroadcast(ig, inp.data.shape)
+                key = id(inp)
+                if key in grads:
+                    grads[key] = grads[key] + ig
+                else:
+                    grads[key] = ig
+            if not retain_graph:
+                node._ctx = None  # free the saved arrays as soon as they are used
+
+    def _topological_order(self):
+        """Nodes from this tensor to the leaves, each after every node that uses it."""
+        order, seen = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, processed = stack.pop()
+            if processed:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if node._ctx is not None:
+                for parent in node._ctx[2]:
+                    if parent.requires_grad and id(parent) not in seen:
+                        stack.append((parent, False))
+        order.reverse()
+        return order
+
+    # -- array-like attributes ----------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def astype(self, dtype) -> Tensor:
+        return _ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def __repr__(self):
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}{extra})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    # -- operators (the ops live in nnparts.functional.math, next to their backward) ----------
+    def __add__(self, other):
+        return _ops.add(self, other)
+
+    def __radd__(self, other):
+        return _ops.add(other, self)
+
+    def __sub__(self, other):
+        return _ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops.sub(other, self)
+
+    def __mul__(self, other):
+        return _ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.div(other, self)
+
+    def __matmul__(self, other):
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.matmul(other, self)
+
+    def __pow__(self, exponent):
+        return _ops.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return _ops.pow(base, self)
+
+    def __neg__(self):
+        return _ops.neg(self)
+
+    def __getitem__(self, index):
+        return _ops.getitem(self, index)
+
+    # comparisons give plain boolean arrays wrapped in (non-differentiable) tensors
+    def __lt__(self, other):
+        return Tensor(self.data < _as_array(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _as_array(other))
+
+    def __gt__(self, other):
+        return Tensor(self.data > _as_array(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _as_array(other))
+
+    __hash__ = object.__hash__
+
+    # -- methods --------------------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return _ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _ops.max(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _ops.reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _ops.transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return _ops.transpose(self, None)
+
+    def flatten(self, start_dim: int = 1):
+        return _ops.flatten(self, start_dim)
+
+    def exp(self):
+        return _ops.exp(self)
+
+    def log(self):
+        return _ops.log(self)
+
+    def sqrt(self):
+        return _ops.sqrt(self)
+
+    def abs(self):
+        return _ops.abs(self)
+
+    def clip(self, min=None, max=None):
+        return _ops.clip(self, min, max)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    """Create a :class:`Tensor` (same rules as the constructor)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+from nnparts.functional import math as _ops  # noqa: E402  (it imports Tensor from here)
