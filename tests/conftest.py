@@ -1,0 +1,37 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator: every test sees the same numbers."""
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, the test-time reference (float64 comparisons)."""
+    torch = pytest.importorskip(
+        "torch", reason="PyTorch reference not installed (pip install -e '.[test]')"
+    )
+    torch.set_default_dtype(torch.float64)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def fashion_dir():
+    """Directory with the real Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)."""
+    path = os.environ.get("NNPARTS_FASHION_DIR", FASHION_DIR)
+    if not os.path.exists(os.path.join(path, "t10k-labels-idx1-ubyte.gz")):
+        pytest.skip(
+            f"real Fashion-MNIST not found in {path} (apt-get install dataset-fashion-mnist)"
+        )
+    return path
