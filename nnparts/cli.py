@@ -1,4 +1,9 @@
-"""The ``nnparts`` command line."""
+"""The ``nnparts`` command line.
+
+``nnparts train``     train a model from a config (defaults: an MLP on Fashion-MNIST)
+``nnparts evaluate``  evaluate a checkpoint, write metrics and a confusion-matrix figure
+``nnparts data``      where the datasets are, download them
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,138 @@ import sys
 
 import nnparts
 
+EXAMPLES = """examples:
+  nnparts train                                   # MLP on Fashion-MNIST, about a minute
+  nnparts train --config recipes/cnn.yaml --out runs/cnn
+  nnparts train --optimizer.name sgd --optimizer.lr 0.1 --model.hidden [512,512]
+  nnparts train --resume runs/cnn/last.npz --out runs/cnn
+  nnparts evaluate --checkpoint runs/cnn/final.npz --out runs/cnn/eval
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnparts",
-        description="Neural-network parts written by hand on NumPy: train, evaluate, tune, lab.",
+        description="Neural-network parts written by hand on NumPy: train, evaluate, data.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nnparts {nnparts.__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a model from a config",
+        description="Train a model. Any config field can be overridden with --section.key VALUE "
+        "(values are parsed as YAML: 0.01, true, [256,128]).",
+        epilog="config sections and defaults: see `nnparts train --show-config`",
+    )
+    train.add_argument("--config", help="YAML config file (fields not given keep defaults)")
+    train.add_argument("--out", help="folder for metrics.json, curves.png and checkpoints")
+    train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--resume", help="continue from a checkpoint (last.npz) of the same run")
+    train.add_argument(
+        "--show-config", action="store_true", help="print the resolved config and exit"
+    )
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    ev.add_argument("--checkpoint", required=True, help="a .npz written by nnparts train --out")
+    ev.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
+    ev.add_argument("--split", default="test", choices=["train", "test"])
+    ev.add_argument("--data-dir", help="folder with the dataset files")
+    ev.add_argument("--out", help="folder for metrics.json and confusion.png")
+
+    try:
+        from nnparts.data import cli as data_cli
+    except ImportError:  # pragma: no cover - the data package is part of the library
+        data_cli = None
+    if data_cli is not None:
+        data_cli.add_parser(sub)
     return parser
+
+
+def _train(args, overrides) -> int:
+    from nnparts.train import config as configs
+    from nnparts.train import run
+
+    file_cfg = configs.load_file(args.config) if args.config else None
+    if args.resume and not args.config:
+        from nnparts.train import checkpoint as ckpt
+
+        _, _, meta = ckpt.load(args.resume)
+        file_cfg = meta.get("config")
+    cfg = configs.resolve(file_cfg, configs.parse_overrides(overrides))
+    if args.show_config:
+        print(configs.dump(cfg), end="")
+        return 0
+    metrics = run.train(
+        cfg, out=args.out, quiet=args.quiet, progress=not args.no_progress, resume=args.resume
+    )
+    if metrics["status"] == "diverged":
+        print(f"error: {metrics['message']}", file=sys.stderr)
+        return 1
+    if args.quiet:
+        print(f"test accuracy {metrics['test_accuracy']:.4f}")
+    else:
+        print(
+            f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}"
+            f"  ({metrics['timing']['wall_time_seconds']:.0f} s)"
+        )
+        if args.out:
+            print(f"wrote {args.out}/metrics.json, curves.png, final.npz")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from nnparts.train import run
+
+    metrics = run.evaluate(
+        args.checkpoint,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        out=args.out,
+    )
+    print(
+        f"{metrics['dataset']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}  "
+        f"loss {metrics['loss']:.4f}"
+    )
+    if args.out:
+        print(f"wrote {args.out}/metrics.json, confusion.png")
+    return 0
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from nnparts.train.checkpoint import CheckpointError
+    from nnparts.train.config import ConfigError
+
+    try:
+        if args.command == "train":
+            return _train(args, rest)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "data":
+            from nnparts.data import cli as data_cli
+
+            return data_cli.run(args)
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, RuntimeError) as e:
+        if type(e).__name__ == "DivergenceError":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
+        return 130
+    parser.print_help()
     return 0
 
 

@@ -1,0 +1,223 @@
+"""The Trainer: epochs over a DataLoader, evaluation, callbacks, resumable state."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import nnparts
+from nnparts import functional as F
+from nnparts import random as nnrandom
+from nnparts.tensor import Tensor, no_grad
+from nnparts.train import checkpoint as ckpt
+from nnparts.train.callbacks import check_finite
+from nnparts.train.metrics import accuracy
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+class Trainer:
+    """Train a classifier with softmax cross-entropy.
+
+    Args:
+        model: an ``nnparts.nn.Module`` mapping a float32 batch to logits.
+        optimizer: an ``nnparts.optim`` optimizer over ``model.parameters()``.
+        loader: a ``nnparts.data.DataLoader`` over the (preprocessed float32) training data.
+        val_data: ``(x, y)`` arrays for validation after each epoch, or None.
+        scheduler: an lr scheduler stepped once per epoch (ReduceLROnPlateau gets val_loss).
+        callbacks: list of :class:`~nnparts.train.callbacks.Callback`.
+        augment: callable ``(x, y, rng) -> (x, targets)`` applied to each training batch;
+            targets may be soft label rows (mixup, CutMix).
+        penalty: callable ``model -> Tensor`` added to the loss (L1/L2 regularization).
+        grad_clip: max global gradient norm, or None.
+        progress: show a progress bar (only where stderr is a terminal).
+        rng: generator for augmentation and dropout (defaults to the library's generator).
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        loader,
+        val_data=None,
+        scheduler=None,
+        callbacks=(),
+        augment=None,
+        penalty=None,
+        grad_clip=None,
+        label_smoothing=0.0,
+        progress=True,
+        eval_batch_size=1000,
+        log=print,
+        rng=None,
+    ):
+        self.model, self.optimizer, self.loader = model, optimizer, loader
+        self.val_data = val_data
+        self.scheduler = scheduler
+        self.callbacks = list(callbacks)
+        self.augment, self.penalty, self.grad_clip = augment, penalty, grad_clip
+        self.label_smoothing = label_smoothing
+        self.progress = progress and sys.stderr.isatty()
+        self.eval_batch_size = eval_batch_size
+        self._log = log
+        self.rng = rng if rng is not None else nnrandom.default_rng()
+        self.history: list[dict] = []
+        self.epoch = 0  # epochs completed
+        self.stop_training = False
+        self.config: dict | None = None
+
+    def log(self, message: str):
+        if self._log is not None:
+            self._log(message)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        self.model.train()
+        total_loss, total_correct, total_seen = 0.0, 0.0, 0
+        batches = _progress(self.loader, len(self.loader), f"epoch {self.epoch + 1}", self.progress)
+        for step, (xb, yb) in enumerate(batches):
+            targets = yb
+            if self.augment is not None:
+                xb, targets = self.augment(xb, yb, self.rng)
+            logits = self.model(Tensor(xb))
+            loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+            if self.penalty is not None:
+                loss = loss + self.penalty(self.model)
+            value = float(loss.data)
+            check_finite(value, self.epoch + 1, step + 1, self.lr)
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.grad_clip is not None:
+                nnparts.optim.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            n = len(xb)
+            total_loss += value * n
+            total_correct += accuracy(logits.data, targets) * n
+            total_seen += n
+            if self.progress and step % 10 == 0:
+                batches.set_postfix(
+                    loss=f"{total_loss / total_seen:.4f}", acc=f"{total_correct / total_seen:.4f}"
+                )
+        return {"train_loss": total_loss / total_seen, "train_accuracy": total_correct / total_seen}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for ``x`` in evaluation mode, in batches."""
+        was_training = self.model.training
+        self.model.eval()
+        outs = []
+        with no_grad():
+            for i in range(0, len(x), self.eval_batch_size):
+                outs.append(self.model(Tensor(x[i : i + self.eval_batch_size])).data)
+        self.model.train(was_training)
+        return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict:
+        logits = self.predict(x)
+        with no_grad():
+            loss = float(F.cross_entropy(Tensor(logits), y).data)
+        return {"loss": loss, "accuracy": accuracy(logits, y)}
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, epochs: int) -> list[dict]:
+        """Train until ``epochs`` epochs in total are done (a resumed run continues the count)."""
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        while self.epoch < epochs and not self.stop_training:
+            start = time.perf_counter()
+            logs = {"epoch": self.epoch + 1, "lr": self.lr}
+            logs.update(self.train_epoch())
+            if self.val_data is not None and len(self.val_data[0]):
+                val = self.evaluate(*self.val_data)
+                logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            logs["seconds"] = time.perf_counter() - start
+            self.epoch += 1
+            if self.scheduler is not None:
+                if type(self.scheduler).__name__ == "ReduceLROnPlateau":
+                    self.scheduler.step(logs.get("val_loss", logs["train_loss"]))
+                else:
+                    self.scheduler.step()
+            self.history.append(logs)
+            self.log(
+                f"epoch {logs['epoch']:>3}/{epochs}  loss {logs['train_loss']:.4f}  "
+                f"acc {logs['train_accuracy']:.4f}"
+                + (
+                    f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+                    if "val_loss" in logs
+                    else ""
+                )
+                + f"  lr {logs['lr']:.3g}  {logs['seconds']:.1f}s"
+            )
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, logs)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue bit-identically."""
+        state = {
+            "epoch": self.epoch,
+            "history": self.history,
+            "optimizer": self.optimizer.state_dict(),
+            "loader": self.loader.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "default_rng": nnrandom.default_rng().bit_generator.state,
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+        }
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict):
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loader.load_state_dict(state["loader"])
+        self.rng.bit_generator.state = state["rng"]
+        nnrandom.default_rng().bit_generator.state = state["default_rng"]
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(cb_state)
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    def save_checkpoint(self, path, extra_metadata: dict | None = None):
+        meta = {
+            "epoch": self.epoch,
+            "config": self.config,
+            "versions": {"nnparts": nnparts.__version__, "numpy": np.__version__},
+        }
+        if extra_metadata:
+            meta.update(extra_metadata)
+        ckpt.save(path, self.model.state_dict(), {"trainer": self.state_dict()}, meta)
+
+    def load_checkpoint(self, path):
+        model_state, states, meta = ckpt.load(path)
+        load_model_state(self.model, model_state, path)
+        self.load_state_dict(states["trainer"])
+        return meta
+
+
+def load_model_state(model, model_state: dict, path="checkpoint"):
+    """Load weights, turning a key/shape mismatch into a CheckpointError that names the cause."""
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} does not fit this model (was it saved from a different "
+            f"architecture or config?): {msg}"
+        ) from None
