@@ -24,8 +24,15 @@ class Linear(Module):
         rng: seed or ``numpy.random.Generator`` for the initial weights.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, init="default",
-                 rng=None, dtype=np.float32):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init="default",
+        rng=None,
+        dtype=np.float32,
+    ):
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ValueError(
@@ -49,8 +56,10 @@ class Linear(Module):
         return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, " \
-               f"bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Flatten(Module):

@@ -1,0 +1,185 @@
+"""Training end to end on a slice of the real Fashion-MNIST: learning, resume, guards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nnparts import cli, nn
+from nnparts.train import EarlyStopping, run
+from nnparts.train import config as configs
+from nnparts.train.callbacks import DivergenceError
+
+
+def small_config(fashion_dir, **overrides):
+    cfg = {
+        "seed": 3,
+        "data": {
+            "data_dir": fashion_dir,
+            "train_subset": 2500,
+            "val_size": 500,
+            "test_subset": 1000,
+            "download": False,
+        },
+        "model": {"hidden": [64], "dropout": 0.1},
+        "train": {"epochs": 3, "batch_size": 64},
+    }
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        cfg.setdefault(section, {})[name] = value
+    return configs.resolve(cfg)
+
+
+def test_end_to_end_learns_and_writes_complete_metrics(fashion_dir, tmp_path):
+    metrics = run.train(small_config(fashion_dir), out=str(tmp_path), quiet=True, progress=False)
+    history = metrics["history"]
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert metrics["test_accuracy"] > 0.65  # chance is 0.10
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "history",
+        "config",
+        "seed",
+        "versions",
+        "timing",
+        "confusion_matrix",
+        "num_parameters",
+    ):
+        assert key in saved, key
+    assert saved["config"]["model"]["hidden"] == [64]
+    assert np.array(saved["confusion_matrix"]).sum() == 1000
+    for name in ("curves.png", "final.npz", "last.npz", "best.npz"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_same_seed_same_metrics(fashion_dir, tmp_path):
+    cfg = small_config(fashion_dir, train__epochs=2)
+    a = run.train(cfg, out=str(tmp_path / "a"), quiet=True, progress=False)
+    b = run.train(cfg, out=str(tmp_path / "b"), quiet=True, progress=False)
+    a.pop("timing"), b.pop("timing")
+    assert a == b
+
+
+def test_resumed_run_is_bit_identical(fashion_dir, tmp_path):
+    cfg = small_config(
+        fashion_dir, scheduler__name="step", scheduler__step_size=1, optimizer__name="adam"
+    )
+    full = run.train(cfg, out=str(tmp_path / "full"), quiet=True, progress=False)
+
+    # the same run "interrupted" after epoch 2 ...
+    interrupted = dict(cfg, train=dict(cfg["train"], epochs=2))
+    run.train(interrupted, out=str(tmp_path / "part"), quiet=True, progress=False)
+    # ... and resumed from its last checkpoint for the remaining epoch
+    resumed = run.train(
+        cfg,
+        out=str(tmp_path / "part"),
+        quiet=True,
+        progress=False,
+        resume=str(tmp_path / "part" / "last.npz"),
+    )
+    assert resumed["history"] == full["history"]
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    from nnparts.train import checkpoint as ckpt
+
+    w_full, _, _ = ckpt.load(tmp_path / "full" / "final.npz")
+    w_resumed, _, _ = ckpt.load(tmp_path / "part" / "final.npz")
+    for key in w_full:
+        np.testing.assert_array_equal(w_full[key], w_resumed[key], err_msg=key)
+
+
+def test_divergence_guard_stops_and_keeps_last_good_checkpoint(fashion_dir, tmp_path):
+    cfg = small_config(
+        fashion_dir, optimizer__name="sgd", optimizer__lr=0.05, model__norm="none", train__epochs=1
+    )
+    prepared = run.prepare_data(cfg, cfg["seed"])
+    trainer = run.make_trainer(cfg, prepared, str(tmp_path), quiet=True, progress=False)
+    trainer.fit(1)
+    last = tmp_path / "last.npz"
+    before = last.read_bytes()
+    trainer.optimizer.param_groups[0]["lr"] = 1e3
+    with pytest.raises(DivergenceError, match=r"epoch 2, step \d+.*smaller learning rate"):
+        trainer.fit(3)
+    assert last.read_bytes() == before
+
+
+def test_cli_divergence_exits_with_message(fashion_dir, tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            "--data.data_dir",
+            fashion_dir,
+            "--data.download",
+            "false",
+            "--data.train_subset",
+            "1000",
+            "--data.val_size",
+            "200",
+            "--data.test_subset",
+            "200",
+            "--optimizer.name",
+            "sgd",
+            "--optimizer.lr",
+            "1e3",
+            "--model.norm",
+            "none",
+            "--train.epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1
+    assert "smaller learning rate" in capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_early_stopping_restores_the_best_epoch():
+    class Stub:
+        stop_training = False
+
+        def __init__(self):
+            self.model = nn.Linear(3, 2)
+
+        def log(self, message):
+            self.message = message
+
+    trainer = Stub()
+    es = EarlyStopping("val_loss", patience=2)
+    snapshots = []
+    for epoch, val_loss in enumerate([1.0, 0.5, 0.7, 0.9], start=1):
+        trainer.model.weight.data[...] = epoch  # the weights of this epoch
+        snapshots.append(trainer.model.state_dict())
+        es.on_epoch_end(trainer, {"epoch": epoch, "val_loss": val_loss})
+        if trainer.stop_training:
+            break
+    assert epoch == 4 and trainer.stop_training
+    es.on_train_end(trainer)
+    np.testing.assert_array_equal(trainer.model.weight.data, snapshots[1]["weight"])
+    assert es.best_epoch == 2
+
+
+def test_evaluate_command_writes_metrics_and_confusion(fashion_dir, tmp_path, capsys):
+    cfg = small_config(fashion_dir, train__epochs=1)
+    metrics = run.train(cfg, out=str(tmp_path), quiet=True, progress=False)
+    code = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tmp_path / "final.npz"),
+            "--data-dir",
+            fashion_dir,
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert code == 0
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (tmp_path / "eval" / "confusion.png").stat().st_size > 0
+    assert np.array(saved["confusion_matrix"]).sum() == 10000
+    assert abs(saved["accuracy"] - metrics["test_accuracy"]) < 0.05  # 10k vs a 1k slice
