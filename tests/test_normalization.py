@@ -1,4 +1,7 @@
-"""BatchNorm1d/2d, LayerNorm, InstanceNorm2d, GroupNorm, WeightNorm: PyTorch, gradcheck, behavior."""
+"""BatchNorm1d/2d, LayerNorm, InstanceNorm2d, GroupNorm, WeightNorm.
+
+Each against PyTorch, finite differences, and behavior.
+"""
 
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ class BatchNormTrain(Function):
     scale so the output costs a single multiply-add pass. ``xc`` and ``inv_std`` are saved
     (``x_hat = xc * inv_std`` is never stored).
 
-    Backward, the closed form ``dx = (1/m) inv_std (m dx_hat - sum dx_hat - x_hat sum dx_hat x_hat)``
+    Backward, the closed form
+    ``dx = (1/m) inv_std (m dx_hat - sum dx_hat - x_hat sum dx_hat x_hat)``
     with ``dx_hat = gamma dy``. Since gamma is constant per channel it comes out of the sums:
     ``sum dx_hat = gamma * dbeta`` and ``sum dx_hat x_hat = gamma * dgamma``, so::
 
@@ -332,10 +333,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
         normalized_shape = (int(normalized_shape),)
     normalized_shape = tuple(int(s) for s in normalized_shape)
     nd = len(normalized_shape)
+    dims = ", ".join(map(str, normalized_shape))
     if nd == 0 or xd.ndim < nd or tuple(xd.shape[xd.ndim - nd :]) != normalized_shape:
         raise ValueError(
             f"layer_norm: input shape {tuple(xd.shape)} does not end with normalized_shape "
-            f"{normalized_shape}; expected input of shape (..., {', '.join(map(str, normalized_shape))})"
+            f"{normalized_shape}; expected input of shape (..., {dims})"
         )
     for p, pname in ((weight, "weight"), (bias, "bias")):
         if p is not None and tuple(_data(p).shape) != normalized_shape:
