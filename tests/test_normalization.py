@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nnparts
 import nnparts.functional as F
@@ -455,3 +457,45 @@ def test_public_names():
         "WeightNorm",
     ):
         assert issubclass(getattr(nn, name), nn.Module)
+
+
+# ---------------------------------------------------------------------------------------------
+# property-based: random shapes and scales
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(2, 5),
+    c=st.integers(1, 4),
+    spatial=st.sampled_from([(), (3,), (2, 3)]),
+    scale=st.floats(0.01, 100.0),
+    seed=st.integers(0, 2**16),
+)
+def test_batch_norm_functional_matches_torch_random_shapes(torch, n, c, spatial, scale, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n, c, *spatial)
+    x = rng.standard_normal(shape) * scale + scale
+    w, b, gy = rng.standard_normal(c), rng.standard_normal(c), rng.standard_normal(shape)
+    rm, rv = np.zeros(c), np.ones(c)
+    trm, trv = torch.zeros(c), torch.ones(c)
+    xo, wo, bo = t64(x), t64(w), t64(b)
+    yo = F.batch_norm(xo, rm, rv, wo, bo, training=True, momentum=0.2)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.batch_norm(xt, trm, trv, wt, bt, training=True, momentum=0.2)
+    yo.backward(gy)
+    yt.backward(torch.tensor(gy))
+    np.testing.assert_allclose(yo.data, yt.detach().numpy(), atol=1e-7)
+    tol = 1e-7 / min(scale, 1.0)  # dx scales with 1/std
+    np.testing.assert_allclose(xo.grad, xt.grad.numpy(), atol=tol)
+    np.testing.assert_allclose(wo.grad, wt.grad.numpy(), atol=1e-7)
+    np.testing.assert_allclose(rm, trm.numpy(), atol=1e-8 * scale)
+    np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-8, atol=1e-8)
+
+
+def test_float64_input_promotes_with_float32_module(rng):
+    """float32 parameters with a float64 input compute in float64 (NumPy promotion)."""
+    bn = nn.BatchNorm1d(3)
+    x = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    y = bn(x)
+    y.sum().backward()
+    assert y.dtype == np.float64 and x.grad.dtype == np.float64
+    assert bn.weight.grad.dtype == np.float32 and bn.running_mean.dtype == np.float32
