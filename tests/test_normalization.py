@@ -417,14 +417,7 @@ def test_weightnorm_sgd_step_trains_g_and_v(rng):
 def test_weightnorm_conv2d_matches_torch(torch, rng):
     if not hasattr(nn, "Conv2d"):
         pytest.skip("nnparts.nn.Conv2d is not written yet (issue for conv layers)")
-    conv = (
-        nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64)
-        if "dtype" in nn.Conv2d.__init__.__code__.co_varnames
-        else nn.Conv2d(2, 3, 3, padding=1)
-    )
-    conv.weight.data = conv.weight.data.astype(np.float64)
-    if conv.bias is not None:
-        conv.bias.data = conv.bias.data.astype(np.float64)
+    conv = nn.Conv2d(2, 3, 3, padding=1, rng=0, dtype=np.float64)
     w0, b0 = conv.weight.data.copy(), conv.bias.data.copy()
     wn = nn.WeightNorm(conv)
     assert wn.weight_g.shape == (3, 1, 1, 1)
