@@ -22,7 +22,10 @@ default            U(+-1/sqrt(fan_in))                 1/(3 fan_in) (PyTorch's L
 =================  ==================================  ==========================
 
 The course's own code calls ``sqrt(1/n)`` "Xavier": with ``n`` the number of inputs that is
-LeCun's initialization; Glorot & Bengio (2010) average fan-in and fan-out.
+LeCun's initialization; Glorot & Bengio (2010) average fan-in and fan-out. The course's "He"
+(``sqrt(2/n)``, n inputs) is ``he_normal`` here. ``normal`` defaults to std 0.01 and ``uniform``
+to U(-0.05, 0.05) (the course's small-weight cases); PyTorch's ``normal_``/``uniform_`` default
+to N(0, 1) and U(0, 1).
 References: LeCun et al. 1998 (Efficient BackProp); Glorot & Bengio 2010; He et al. 2015.
 """
 
@@ -38,7 +41,12 @@ DTYPE = np.float32
 
 
 def fans(shape) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a Linear ``(in, out)`` or Conv ``(out, in, *kernel)`` weight."""
+    """``(fan_in, fan_out)`` of a Linear ``(in, out)`` or Conv ``(out, in, *kernel)`` weight.
+
+    The same numbers as ``torch.nn.init._calculate_fan_in_and_fan_out`` on PyTorch's layouts
+    (its Linear weight is ``(out, in)``, the transpose of ours). A 1-D shape (a bias) gives
+    ``(n, n)``.
+    """
     shape = tuple(shape)
     if len(shape) < 1:
         raise ValueError(f"fans need a weight of at least 1 dimension, got shape {shape}")
