@@ -432,7 +432,10 @@ def soft_exponential(x, alpha) -> Tensor:
 
 
 def maxout(x, pieces: int) -> Tensor:
-    """Max over ``pieces`` consecutive features of the last axis: ``(..., out*pieces) -> (..., out)``."""
+    """Max over ``pieces`` consecutive features of the last axis.
+
+    ``(..., out * pieces) -> (..., out)``; unit ``j`` reads ``x[..., j*pieces:(j+1)*pieces]``.
+    """
     return Maxout.apply(x, pieces=int(pieces))
 
 

@@ -49,8 +49,8 @@ def _class_indices(target: np.ndarray, n: int, num_classes: int) -> np.ndarray:
         if frac.any():
             raise ValueError(
                 "cross_entropy: class-index targets must be integers, got non-integer values "
-                f"{np.unique(target[frac])[:10].tolist()}; pass int labels in [0, {num_classes - 1}]"
-                " or probability rows of shape (N, C)"
+                f"{np.unique(target[frac])[:10].tolist()}; pass int labels in "
+                f"[0, {num_classes - 1}] or probability rows of shape (N, C)"
             )
     elif target.dtype.kind not in "iub":
         raise ValueError(f"cross_entropy: target dtype {target.dtype} is not a label type")

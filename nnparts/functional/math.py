@@ -117,6 +117,8 @@ class MatMul(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         need_a, need_b = ctx.needs_grad
+        if a.ndim == 1 and b.ndim == 1:  # inner product: g is a scalar
+            return (g * b if need_a else None), (g * a if need_b else None)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
@@ -239,9 +241,7 @@ class Transpose(Function):
 
 def _is_basic_index(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
-    return all(
-        isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items
-    )
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
 
 
 class GetItem(Function):

@@ -1,0 +1,229 @@
+"""The autograd core: graph order, accumulation, broadcasting, no_grad, detach, dtype rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnparts
+from nnparts import Tensor, gradcheck, no_grad
+from nnparts import functional as F
+from nnparts.tensor import Function
+
+
+def t64(a, requires_grad=True):
+    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+def test_chain_rule_through_a_diamond():
+    # y = x^2 feeds two branches that join again: z = y*3 + exp(y); dz/dx = (3 + e^y) 2x
+    x = t64([0.5, -1.0, 2.0])
+    y = x * x
+    z = (y * 3.0 + y.exp()).sum()
+    z.backward()
+    xv = x.data
+    np.testing.assert_allclose(x.grad, (3 + np.exp(xv**2)) * 2 * xv, rtol=1e-12)
+
+
+def test_backward_runs_in_topological_order():
+    """Each node's backward runs only after every consumer of the node has sent its gradient."""
+    calls = []
+
+    class Record(Function):
+        @staticmethod
+        def forward(ctx, a, tag):
+            ctx.tag = tag
+            return a.copy()
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append((ctx.tag, float(g.sum())))
+            return g
+
+    x = t64([1.0])
+    a = Record.apply(x, tag="a")
+    b = Record.apply(a, tag="b")  # a -> b -> d and a -> c -> d: a must run last, with both
+    c = Record.apply(a * 2.0, tag="c")
+    d = Record.apply(b + c, tag="d")
+    d.sum().backward()
+    assert [tag for tag, _ in calls][0] == "d"
+    assert [tag for tag, _ in calls][-1] == "a"
+    assert dict(calls)["a"] == pytest.approx(3.0)  # 1 from b, 2 from c, received at once
+    assert sorted(tag for tag, _ in calls) == ["a", "b", "c", "d"]  # each once
+    np.testing.assert_allclose(x.grad, [3.0])
+
+
+def test_tensor_used_twice_accumulates():
+    x = t64([2.0, 3.0])
+    (x * x + x).sum().backward()  # d/dx (x^2 + x) = 2x + 1
+    np.testing.assert_allclose(x.grad, [5.0, 7.0])
+
+
+def test_grad_accumulates_across_backward_calls_until_zeroed():
+    x = t64([1.0, 2.0])
+    (x * 3.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    x.zero_grad()
+    assert x.grad is None
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [((3, 4), (4,)), ((3, 4), (3, 1)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)), ((), (2, 3))],
+)
+def test_broadcasting_sums_gradient_back(shape_a, shape_b, rng):
+    a = t64(rng.standard_normal(shape_a))
+    b = t64(rng.standard_normal(shape_b))
+    out = a * b + a - b
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    assert a.grad.shape == shape_a and b.grad.shape == shape_b
+    bb = np.broadcast_to(b.data, out.shape)
+    ab = np.broadcast_to(a.data, out.shape)
+    expect_a = (g * (bb + 1)).sum(axis=tuple(range(out.ndim - len(shape_a))))
+    expect_a = expect_a.sum(axis=tuple(i for i, n in enumerate(shape_a) if n == 1), keepdims=True)
+    np.testing.assert_allclose(a.grad, expect_a.reshape(shape_a), rtol=1e-12)
+    assert gradcheck(lambda p, q: p * q + p - q, [a, b])
+    _ = ab
+
+
+def test_no_grad_records_nothing_and_restores():
+    x = t64([1.0, 2.0])
+    with no_grad():
+        y = x * 2.0
+        assert not nnparts.is_grad_enabled()
+    assert nnparts.is_grad_enabled()
+    assert not y.requires_grad and y.is_leaf
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+    with pytest.raises(ZeroDivisionError):  # restored even when the block raises
+        with no_grad():
+            1 / 0
+    assert nnparts.is_grad_enabled()
+
+
+def test_detach_shares_data_and_cuts_the_graph():
+    x = t64([1.0, 2.0])
+    y = x * 3.0
+    d = y.detach()
+    assert d.data is y.data and not d.requires_grad and d.is_leaf
+    (d * x).sum().backward()  # only the x path carries a gradient
+    np.testing.assert_allclose(x.grad, [3.0, 6.0])
+
+
+def test_dtype_rules():
+    assert Tensor([1.0, 2.0]).dtype == np.float32  # Python floats: float32
+    assert Tensor(2.5).dtype == np.float32
+    assert Tensor(np.zeros(2)).dtype == np.float64  # float64 arrays stay float64
+    assert Tensor(np.zeros(2, dtype=np.float16)).dtype == np.float32
+    assert Tensor([1, 2]).dtype.kind == "i"  # integers stay integer
+    x32 = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    # Python scalars are weak: they take the tensor's dtype
+    for y in (x32 + 1, 2 * x32, x32 - 0.5, 1.5 / x32, x32**2, 2.0**x32, -x32):
+        assert y.dtype == np.float32, y
+    # mixed arrays follow NumPy promotion: float32 with float64 computes in float64
+    assert (x32 * Tensor(np.ones(3))).dtype == np.float64
+    assert (x32 * np.ones(3)).dtype == np.float64
+    y = (x32 * 3.0).sum()
+    y.backward()
+    assert x32.grad.dtype == np.float32
+    assert Tensor([1.0], dtype=np.float64).dtype == np.float64
+    assert nnparts.tensor([1, 2], dtype=np.float32).dtype == np.float32
+
+
+def test_integer_tensors_never_require_grad():
+    with pytest.raises(ValueError, match="floating-point.*int64"):
+        Tensor(np.array([1, 2]), requires_grad=True)
+    i = Tensor(np.array([1, 2]))
+    with pytest.raises(ValueError, match="floating"):
+        i.requires_grad = True
+    x = t64([1.0, 2.0])
+    y = (x * i).sum()  # an int operand just gets no gradient
+    y.backward()
+    np.testing.assert_allclose(x.grad, [1.0, 2.0])
+    assert i.grad is None
+    with no_grad():
+        pass
+    assert not (x > 1.0).requires_grad
+
+
+def test_backward_argument_checks():
+    x = t64(np.ones((2, 3)))
+    y = x * 2.0
+    with pytest.raises(ValueError, match=r"scalar output.*\(2, 3\)"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2, 3\)"):
+        y.backward(np.ones(3))
+    y.backward(np.ones((2, 3)))
+    np.testing.assert_allclose(x.grad, 2.0)
+
+
+def test_retain_graph_allows_second_backward():
+    x = t64([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, [4.0, 8.0])
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = t64([1.0])
+    y = x
+    for _ in range(3000):
+        y = y + 1.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0])
+
+
+def test_intermediate_grads_are_not_stored_and_graph_is_freed():
+    x = t64([1.0])
+    y = x * 2.0
+    z = (y * y).sum()
+    z.backward()
+    assert y.grad is None
+    assert z._ctx is None and y._ctx is None  # saved arrays released
+
+
+def test_data_and_grad_assignable_and_operators(rng):
+    a = t64(rng.standard_normal((2, 3)))
+    a.data = np.ones((2, 3))
+    a.grad = np.zeros((2, 3))
+    assert a.shape == (2, 3) and a.ndim == 2 and a.size == 6 and len(a) == 2
+    b = t64(rng.standard_normal((3, 2)))
+    assert (a @ b).shape == (2, 2) and a.T.shape == (3, 2)
+    assert a.transpose(1, 0).shape == (3, 2) and a.reshape(3, 2).shape == (3, 2)
+    assert a.reshape((6,)).shape == (6,) and a[0].shape == (3,)
+    assert a.sum(axis=0).shape == (3,) and a.mean(keepdims=True).shape == (1, 1)
+    assert np.asarray(a).shape == (2, 3)
+    assert "requires_grad=True" in repr(a)
+    assert a.astype(np.float32).dtype == np.float32
+
+
+def test_astype_gradient_goes_back_in_input_dtype():
+    x = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    (x.astype(np.float64) * 2.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, 2.0)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    class WrongSquare(Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved
+            return g * a  # should be 2 a
+
+    x = t64([1.0, 2.0])
+    with pytest.raises(nnparts.GradcheckError, match="input 0"):
+        gradcheck(WrongSquare.apply, [x])
+    assert gradcheck(WrongSquare.apply, [x], raise_exception=False) is False
+    with pytest.raises(ValueError, match="float64"):
+        gradcheck(F.exp, [Tensor(np.ones(2, dtype=np.float32), requires_grad=True)])
