@@ -86,6 +86,10 @@ def _compare_with_torch(torch, ours, theirs, arrays, atol=1e-8):
         np.testing.assert_allclose(m.grad, r.grad.numpy(), atol=atol, rtol=0)
 
 
+def test_every_case_is_run(torch):
+    assert sorted(UNARY) == sorted(_cases(torch))
+
+
 @pytest.mark.parametrize("name", UNARY)
 def test_unary_matches_torch(torch, rng, name):
     ours, theirs = _cases(torch)[name]

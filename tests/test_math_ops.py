@@ -109,6 +109,18 @@ def _unary_cases(torch):
             normal,
             (2, 3, 4),
         ),
+        "transpose_negative_axes": (
+            lambda a: a.transpose(0, -1, 1),
+            lambda a: a.permute(0, -1, 1),
+            normal,
+            (2, 3, 4),
+        ),
+        "sum_axis_list": (
+            lambda a: F.sum(a, axis=[0, 2]),
+            lambda a: a.sum((0, 2)),
+            normal,
+            (2, 3, 4),
+        ),
         "flatten": (F.flatten, lambda a: a.flatten(1), normal, (2, 3, 4)),
         "index_int": (lambda a: a[1], lambda a: a[1], normal, (3, 4)),
         "index_slice": (lambda a: a[:, 1:3], lambda a: a[:, 1:3], normal, (3, 4)),
@@ -184,6 +196,8 @@ UNARY = [
     "reshape_infer",
     "transpose",
     "transpose_axes",
+    "transpose_negative_axes",
+    "sum_axis_list",
     "flatten",
     "index_int",
     "index_slice",
@@ -195,6 +209,11 @@ UNARY = [
     "astype",
 ]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
+
+
+def test_every_case_is_run(torch):
+    assert sorted(UNARY) == sorted(_unary_cases(torch))
+    assert sorted(BINARY) == sorted(_binary_cases(torch))
 
 
 @pytest.mark.parametrize("name", UNARY)
@@ -295,6 +314,11 @@ def test_linear_shape_mismatch_names_shapes():
         F.linear(Tensor(np.zeros((2, 3))), Tensor(np.zeros((4, 5))))
     with pytest.raises(ValueError, match=r"bias shape \(4,\).*\(5,\)"):
         F.linear(Tensor(np.zeros((2, 4))), Tensor(np.zeros((4, 5))), Tensor(np.zeros(4)))
+
+
+def test_transpose_bad_axes():
+    with pytest.raises(ValueError, match=r"\(0, 0, 1\).*\(2, 3, 4\)"):
+        Tensor(np.zeros((2, 3, 4))).transpose(0, 0, 1)
 
 
 def test_reshape_error_names_shapes():

@@ -229,6 +229,13 @@ class Reshape(Function):
 class Transpose(Function):
     @staticmethod
     def forward(ctx, a, axes=None):
+        if axes is not None:
+            if sorted(ax % a.ndim if a.ndim else ax for ax in axes) != list(range(a.ndim)):
+                raise ValueError(
+                    f"transpose axes {axes} are not a permutation of the {a.ndim} axes of a "
+                    f"tensor of shape {a.shape}"
+                )
+            axes = tuple(ax % a.ndim for ax in axes)  # negative axes: argsort needs 0..ndim-1
         ctx.axes = axes
         return np.transpose(a, axes)
 
@@ -443,16 +450,20 @@ def matmul(a, b) -> Tensor:
     return MatMul.apply(a, b)
 
 
+def _axis_arg(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
 def sum(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
-    return Sum.apply(a, axis=axis, keepdims=keepdims)
+    return Sum.apply(a, axis=_axis_arg(axis), keepdims=keepdims)
 
 
 def mean(a, axis=None, keepdims=False) -> Tensor:
-    return Mean.apply(a, axis=axis, keepdims=keepdims)
+    return Mean.apply(a, axis=_axis_arg(axis), keepdims=keepdims)
 
 
 def max(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
-    return Max.apply(a, axis=axis, keepdims=keepdims)
+    return Max.apply(a, axis=_axis_arg(axis), keepdims=keepdims)
 
 
 def reshape(a, shape) -> Tensor:
