@@ -123,10 +123,10 @@ def im2col_nhwc(x_nhwc, kernel, stride, padding, dtype=None) -> np.ndarray:
 def col2im_nhwc(dcol, input_shape_nhwc, stride, padding) -> np.ndarray:
     """Inverse of :func:`im2col_nhwc` for gradients: add each field back where it was read.
 
-    ``dcol (kh, kw, N, OH, OW, C)`` (offset-major, so every added block is contiguous) ->
-    ``(N, H, W, C)``. One strided slice add per kernel offset, no ``np.add.at``.
+    ``dcol (N, OH, OW, kh, kw, C)`` -> ``(N, H, W, C)``. One strided slice add per kernel
+    offset (its blocks are runs of ``C`` contiguous values), no ``np.add.at``.
     """
-    kh, kw, N, OH, OW, C = dcol.shape
+    N, OH, OW, kh, kw, C = dcol.shape
     _, H, W, _ = input_shape_nhwc
     sh, sw = stride
     ph, pw = padding
@@ -136,7 +136,7 @@ def col2im_nhwc(dcol, input_shape_nhwc, stride, padding) -> np.ndarray:
     h_span, w_span = sh * (OH - 1) + 1, sw * (OW - 1) + 1
     for i in range(kh):
         for j in range(kw):
-            dxp[:, i : i + h_span : sh, j : j + w_span : sw, :] += dcol[i, j]
+            dxp[:, i : i + h_span : sh, j : j + w_span : sw, :] += dcol[:, :, :, i, j, :]
     return dxp[:, ph : ph + H, pw : pw + W, :]
 
 
@@ -180,9 +180,7 @@ class Conv2d(Function):
         if len(needs) > 2 and needs[2]:
             gb = g2.sum(axis=0).astype(ctx.dtypes[2], copy=False)
         if needs[0]:
-            # one GEMM per kernel offset (a single batched matmul): dcol[i, j] = g2 @ W[i, j]^T
-            w_off = w_col.reshape(kh * kw, C, O).transpose(0, 2, 1)
-            dcol = np.matmul(g2, w_off).reshape(kh, kw, N, *col_shape[1:3], C)
+            dcol = (g2 @ w_col.T).reshape(col_shape)  # one GEMM: (N*OH*OW, kh*kw*C)
             dx = col2im_nhwc(dcol, (N, H, W, C), ctx.stride, ctx.padding)
             gx = dx.transpose(0, 3, 1, 2).astype(ctx.dtypes[0], copy=False)
         return gx, gw, gb

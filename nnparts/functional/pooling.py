@@ -7,11 +7,12 @@ kernel offsets ``(p, q)`` and, for each, looks at the strided slice
 ``x_pad[:, :, p::sh, q::sw]`` (a view) of all windows at once. Each step is a vectorized NumPy op
 over the whole batch; the loop has ``kh*kw`` iterations (4 for a 2x2 pool), never one per pixel.
 
-* max:  ``out = max_{p,q} x_pad[n, c, i*sh + p, j*sw + q]``; the forward remembers, as one
-  ``uint8`` per output, which offset won. Backward sends ``dout`` to that position only.
-  **Ties:** the first maximum in row-major window order wins (a strict ``>`` scan), which is
-  what PyTorch's CPU kernel does, so gradients match PyTorch even on flat regions such as the
-  zeros after a ReLU. Padding is ``-inf`` (it never wins).
+* max:  ``out = max_{p,q} x_pad[n, c, i*sh + p, j*sw + q]`` (a chain of ``np.maximum``).
+  Backward sends ``dout`` to the position that holds the maximum, found by comparing each offset
+  with ``out``. **Ties:** only the first maximum in row-major window order gets the gradient
+  (a ``taken`` mask is carried across the offsets), which is what PyTorch's CPU kernel does, so
+  gradients match PyTorch even on flat regions such as the zeros after a ReLU. Padding is
+  ``-inf`` (it never wins). NaN inputs are not supported.
 * average: ``out = (1 / (kh*kw)) * sum_{p,q} x_pad[...]`` with zero padding counted in the
   divisor (PyTorch's default ``count_include_pad=True``); backward adds ``dout / (kh*kw)`` to
   every position of every window.
@@ -98,36 +99,41 @@ class MaxPool2d(Function):
         OH, OW, hspan, wspan = _geometry(x.shape, kernel, stride, padding)
         sh, sw = stride
         xp = _pad(x, padding, -np.inf)
-        offsets = _offsets(kernel)
-        first = xp[:, :, 0:hspan:sh, 0:wspan:sw]
-        out = np.empty_like(first)  # order="K": keeps channels-last memory
-        np.copyto(out, first)
-        # which offset won, one small integer per output (same memory layout as out)
-        winner = np.zeros_like(out, dtype=np.uint8 if len(offsets) <= 256 else np.int32)
-        for k, (p, q) in enumerate(offsets[1:], start=1):
-            v = xp[:, :, p : p + hspan : sh, q : q + wspan : sw]
-            better = v > out  # strict: the first maximum keeps the gradient (as PyTorch)
-            np.copyto(out, v, where=better)
-            np.copyto(winner, k, where=better)
-        ctx.save(winner)
+        views = [xp[:, :, p : p + hspan : sh, q : q + wspan : sw] for p, q in _offsets(kernel)]
+        out = np.empty_like(views[0])  # order="K": keeps channels-last memory
+        np.copyto(out, views[0])
+        for v in views[1:]:
+            np.maximum(out, v, out=out)
+        ctx.save(xp, out)
         ctx.geometry = (x.shape, kernel, stride, padding, hspan, wspan, _channels_last(x))
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (winner,) = ctx.saved
+        xp, out = ctx.saved
         shape, kernel, stride, padding, hspan, wspan, channels_last = ctx.geometry
         N, C, H, W = shape
         (ph, pw), (sh, sw) = padding, stride
-        dxp = _full((N, C, H + 2 * ph, W + 2 * pw), 0, g.dtype, channels_last)
         disjoint = sh >= kernel[0] and sw >= kernel[1]
+        covered = disjoint and (sh, sw) == kernel and hspan + sh - 1 == H and wspan + sw - 1 == W
+        full = np.empty if covered and padding == (0, 0) else np.zeros
+        N, C, Hp, Wp = xp.shape
+        if channels_last:
+            dxp = full((N, Hp, Wp, C), dtype=g.dtype).transpose(0, 3, 1, 2)
+        else:
+            dxp = full((N, C, Hp, Wp), dtype=g.dtype)
+        taken = np.zeros_like(out, dtype=bool)  # windows whose maximum is already routed
+        is_max = np.empty_like(out, dtype=bool)
         for k, (p, q) in enumerate(_offsets(kernel)):
-            view = dxp[:, :, p : p + hspan : sh, q : q + wspan : sw]
-            mask = winner == k
-            if disjoint:  # windows do not overlap: each input position is written once
-                np.copyto(view, g, where=mask)
+            rows, cols = slice(p, p + hspan, sh), slice(q, q + wspan, sw)
+            np.equal(xp[:, :, rows, cols], out, out=is_max)
+            if k:
+                np.greater(is_max, taken, out=is_max)  # is_max and not taken: first max wins
+            np.logical_or(taken, is_max, out=taken)
+            if disjoint:  # each input position belongs to one window: write, no add
+                np.multiply(g, is_max, out=dxp[:, :, rows, cols])
             else:
-                view += np.where(mask, g, 0)
+                dxp[:, :, rows, cols] += g * is_max
         return dxp[:, :, ph : ph + H, pw : pw + W]
 
 

@@ -1,0 +1,243 @@
+"""One CNN training epoch, nnparts vs PyTorch (CPU), same process, same weights.
+
+Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 classes), batch
+128, softmax cross-entropy, plain SGD written inline (``p.data -= lr * p.grad``) on both sides:
+
+* ``cnn`` (issue 6's config): 2 x (conv 3x3 pad 1 -> BatchNorm2d -> ReLU -> max-pool 2)
+  with 32 and 64 channels -> dense 128 -> ReLU -> dropout 0.5 -> dense 10;
+* ``simple`` (the course's SimpleConvNet): conv 30 5x5 -> ReLU -> max-pool 2 -> dense 100 ->
+  ReLU -> dense 10.
+
+The epoch is timed on ``--samples`` samples (default 10000) and scaled to 60000; the libraries
+are interleaved (warm-up first) so background load hits both alike, and medians are printed with
+the ratio nnparts / PyTorch (issue 7's target: <= 1.5).
+
+Peak memory: each library trains in its own subprocess, which reports the growth of
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` over the training (peak resident set size minus the
+size after imports and data creation). tracemalloc is not used: it misses BLAS and torch buffers.
+
+    python benchmarks/bench_cnn.py                       # both models, timing + memory
+    python benchmarks/bench_cnn.py --models cnn --epochs 5
+    python benchmarks/bench_cnn.py --no-memory --samples 60000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+LR = 0.01
+
+
+def make_data(samples, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((samples, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, samples)
+    return x, y
+
+
+def build_nnparts(model: str, seed=1):
+    from nnparts import nn
+
+    if model == "cnn":
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, rng=seed),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, rng=seed + 1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128, rng=seed + 2),
+            nn.ReLU(),
+            nn.Dropout(0.5, rng=seed + 3),
+            nn.Linear(128, 10, rng=seed + 4),
+        )
+    else:
+        net = nn.Sequential(
+            nn.Conv2d(1, 30, 5, rng=seed),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(30 * 12 * 12, 100, rng=seed + 1),
+            nn.ReLU(),
+            nn.Linear(100, 10, rng=seed + 2),
+        )
+    return net
+
+
+def build_torch(model: str, weights):
+    """The same network in PyTorch, loaded with nnparts' initial weights (Linear transposed)."""
+    import torch
+
+    T = torch.nn
+    if model == "cnn":
+        net = T.Sequential(
+            T.Conv2d(1, 32, 3, padding=1), T.BatchNorm2d(32), T.ReLU(), T.MaxPool2d(2),
+            T.Conv2d(32, 64, 3, padding=1), T.BatchNorm2d(64), T.ReLU(), T.MaxPool2d(2),
+            T.Flatten(), T.Linear(64 * 7 * 7, 128), T.ReLU(), T.Dropout(0.5), T.Linear(128, 10),
+        )  # fmt: skip
+    else:
+        net = T.Sequential(
+            T.Conv2d(1, 30, 5), T.ReLU(), T.MaxPool2d(2), T.Flatten(),
+            T.Linear(30 * 12 * 12, 100), T.ReLU(), T.Linear(100, 10),
+        )  # fmt: skip
+    params = list(net.parameters())
+    assert len(params) == len(weights), (len(params), len(weights))
+    with torch.no_grad():
+        for p, (kind, w) in zip(params, weights):
+            w = w.T if kind == "linear_weight" else w
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    return net
+
+
+def nnparts_weights(net):
+    from nnparts import nn
+
+    out = []
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            out += [("linear_weight", m.weight.data), ("bias", m.bias.data)]
+        elif m is not net and m.parameters() and not isinstance(m, nn.Sequential):
+            out += [("other", p.data) for p in m.parameters()]
+    return out
+
+
+def nnparts_epoch_fn(model, x, y, batch):
+    import nnparts
+    from nnparts import functional as F
+
+    net = build_nnparts(model)
+    params = net.parameters()
+
+    def epoch():
+        net.train()
+        for i in range(0, len(x), batch):
+            loss = F.cross_entropy(net(nnparts.Tensor(x[i : i + batch])), y[i : i + batch])
+            for p in params:
+                p.grad = None
+            loss.backward()
+            for p in params:
+                p.data -= LR * p.grad  # LR is a Python float: stays float32
+        return float(loss.data)
+
+    return epoch, net
+
+
+def torch_epoch_fn(model, x, y, batch, weights):
+    import torch
+
+    net = build_torch(model, weights)
+    params = list(net.parameters())
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def epoch():
+        net.train()
+        for i in range(0, len(xt), batch):
+            loss = loss_fn(net(xt[i : i + batch]), yt[i : i + batch])
+            for p in params:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    p -= LR * p.grad
+        return float(loss)
+
+    return epoch
+
+
+def time_once(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def memory_child(library, model, samples, batch):
+    """Run in a subprocess: train one epoch and print the peak-RSS growth as JSON."""
+    x, y = make_data(samples)
+    net_np = build_nnparts(model)
+    if library == "nnparts":
+        epoch, _ = nnparts_epoch_fn(model, x, y, batch)
+    else:
+        import torch  # noqa: F401  (imported before the baseline is taken)
+
+        epoch = torch_epoch_fn(model, x, y, batch, nnparts_weights(net_np))
+    before = maxrss_mib()
+    epoch()
+    print(json.dumps({"peak_growth_mib": maxrss_mib() - before, "peak_mib": maxrss_mib()}))
+
+
+def measure_memory(library, model, samples, batch):
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", library,
+           "--models", model, "--samples", str(samples), "--batch", str(batch)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="cnn,simple", help="comma list of cnn, simple")
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library")
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess runs")
+    parser.add_argument("--memory-child", choices=["nnparts", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        if m not in ("cnn", "simple"):
+            parser.error(f"unknown model {m!r}; choose from cnn, simple")
+    if args.memory_child:
+        memory_child(args.memory_child, models[0], args.samples, args.batch)
+        return
+
+    import torch
+
+    x, y = make_data(args.samples)
+    scale = 60000 / args.samples
+    print(
+        f"{args.samples} samples (times scaled to a 60000-sample epoch), batch {args.batch}, "
+        f"float32, SGD lr {LR}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs"
+    )
+    for model in models:
+        ours, net = nnparts_epoch_fn(model, x, y, args.batch)
+        theirs = torch_epoch_fn(model, x, y, args.batch, nnparts_weights(net))
+        ours()  # warm-up
+        theirs()
+        t_ours, t_theirs = [], []
+        for _ in range(args.epochs):
+            t_ours.append(time_once(ours) * scale)
+            t_theirs.append(time_once(theirs) * scale)
+        m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
+        print(f"[{model}] {net.num_parameters()} parameters")
+        print(f"  nnparts epoch: median {m_ours:.2f} s  {[round(t, 2) for t in t_ours]}")
+        print(f"  pytorch epoch: median {m_theirs:.2f} s  {[round(t, 2) for t in t_theirs]}")
+        print(f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f}")
+        if not args.no_memory:
+            mem = {lib: measure_memory(lib, model, args.samples, args.batch)
+                   for lib in ("nnparts", "torch")}  # fmt: skip
+            print(
+                "  peak RSS growth during one epoch (own subprocess, ru_maxrss): "
+                f"nnparts {mem['nnparts']['peak_growth_mib']:.0f} MiB, "
+                f"pytorch {mem['torch']['peak_growth_mib']:.0f} MiB"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""conv2d and Conv2d: finite differences, PyTorch reference, channels-last internals, behavior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnparts
+import nnparts.functional as F
+from nnparts import nn
+from nnparts.functional.conv import col2im_nhwc, im2col_nhwc
+
+# (N, C, H, W, out, kh, kw, stride, padding)
+CASES = [
+    (2, 3, 7, 7, 4, 3, 3, 1, 1),  # "same" 3x3
+    (2, 3, 9, 8, 5, 3, 3, 2, 0),  # stride 2, odd size
+    (1, 2, 7, 6, 3, 3, 2, (2, 1), (1, 2)),  # non-square kernel, stride and padding
+    (2, 4, 5, 5, 3, 1, 1, 1, 0),  # 1x1 conv
+    (2, 2, 6, 5, 3, 1, 1, 2, 1),  # 1x1 conv with stride and padding
+    (1, 1, 5, 5, 2, 5, 5, 1, 0),  # kernel as large as the input
+    (3, 2, 8, 8, 2, 4, 4, 3, 2),  # stride that leaves rows unread
+]
+
+
+def _torch_conv(torch, x, w, b, stride, padding, g):
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    ty.backward(torch.tensor(g))
+    return ty, tx, tw, tb
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv2d_matches_torch(torch, rng, case, with_bias):
+    N, C, H, W, O, kh, kw, stride, padding = case
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((O, C, kh, kw))
+    b = rng.standard_normal(O) if with_bias else None
+    X = nnparts.Tensor(x, requires_grad=True)
+    Wt = nnparts.Tensor(w, requires_grad=True)
+    B = nnparts.Tensor(b, requires_grad=True) if with_bias else None
+    y = F.conv2d(X, Wt, B, stride=stride, padding=padding)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    ty, tx, tw, tb = _torch_conv(torch, x, w, b, stride, padding, g)
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-8, rtol=0)
+    if with_bias:
+        np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-8, rtol=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3),
+    h=st.integers(3, 8), w=st.integers(3, 8), kh=st.integers(1, 3), kw=st.integers(1, 3),
+    sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
+    seed=st.integers(0, 10_000),
+)  # fmt: skip
+def test_conv2d_random_shapes_match_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, kh, kw))
+    b = rng.standard_normal(o)
+    X, Wt, B = (nnparts.Tensor(a, requires_grad=True) for a in (x, wt, b))
+    y = F.conv2d(X, Wt, B, stride=(sh, sw), padding=(ph, pw))
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    ty, tx, tw, tb = _torch_conv(torch, x, wt, b, (sh, sw), (ph, pw), g)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "stride, padding, kernel", [(1, 1, (3, 3)), (2, 0, (3, 2)), ((1, 2), (2, 1), (2, 3))]
+)
+def test_conv2d_gradcheck(rng, stride, padding, kernel):
+    x = nnparts.Tensor(rng.standard_normal((2, 2, 5, 4)), requires_grad=True)
+    w = nnparts.Tensor(rng.standard_normal((3, 2, *kernel)), requires_grad=True)
+    b = nnparts.Tensor(rng.standard_normal(3), requires_grad=True)
+    assert nnparts.gradcheck(
+        lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b]
+    )
+
+
+def test_conv2d_output_is_channels_last_and_accepted_as_input(torch, rng):
+    """Internals are NHWC: the output has NCHW shape but channels-last strides, and a stack of
+    convolutions on such arrays (and on a plain NCHW array) still equals PyTorch."""
+    x = rng.standard_normal((2, 3, 6, 6))
+    w1, w2 = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((5, 4, 3, 3))
+    X = nnparts.Tensor(x, requires_grad=True)
+    W1, W2 = nnparts.Tensor(w1, requires_grad=True), nnparts.Tensor(w2, requires_grad=True)
+    h = F.conv2d(X, W1, padding=1)
+    assert h.shape == (2, 4, 6, 6)
+    assert h.data.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last memory
+    y = F.conv2d(h, W2, stride=2)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    tx, tw1, tw2 = (torch.tensor(a, requires_grad=True) for a in (x, w1, w2))
+    th = torch.nn.functional.conv2d(tx, tw1, padding=1)
+    ty = torch.nn.functional.conv2d(th, tw2, stride=2)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8)
+    for ours, theirs in ((X, tx), (W1, tw1), (W2, tw2)):
+        np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), atol=1e-8)
+    # a channels-last *input* (NHWC memory seen as NCHW) gives the same numbers
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(F.conv2d(x_cl, w1, padding=1).data, h.data, atol=1e-12)
+
+
+def test_im2col_col2im_are_adjoint(rng):
+    """<col2im(D), X> == <D, im2col(X)>: col2im is exactly the transpose of im2col."""
+    x = rng.standard_normal((2, 7, 6, 3))
+    col = im2col_nhwc(x, (3, 2), (2, 1), (1, 1))
+    d = rng.standard_normal(col.shape)
+    back = col2im_nhwc(d, x.shape, (2, 1), (1, 1))
+    assert back.shape == x.shape
+    assert np.isclose(np.sum(back * x), np.sum(d * col))
+
+
+def test_conv2d_float32_stays_float32_and_input_grad_is_skipped(rng):
+    x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    conv = nn.Conv2d(1, 4, 3, padding=1, rng=0)
+    y = conv(nnparts.Tensor(x))
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert conv.weight.grad.dtype == np.float32 and conv.bias.grad.dtype == np.float32
+    assert conv.weight.grad.shape == (4, 1, 3, 3)
+    np.testing.assert_allclose(conv.bias.grad, np.full(4, 2 * 36), rtol=1e-6)
+
+
+def test_conv2d_detects_a_vertical_edge():
+    """Behavior: a Sobel-like kernel answers where the image changes from dark to bright."""
+    img = np.zeros((1, 1, 5, 6))
+    img[..., 3:] = 1.0  # edge between columns 2 and 3
+    kernel = np.array([[-1.0, 0.0, 1.0]] * 3).reshape(1, 1, 3, 3)
+    out = F.conv2d(img, kernel).data[0, 0]  # (3, 4): window columns 0..3
+    np.testing.assert_array_equal(out, np.tile([0.0, 3.0, 3.0, 0.0], (3, 1)))
+
+
+def test_conv2d_bad_inputs_name_the_shapes(rng):
+    w = rng.standard_normal((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"4-D input.*\(3, 8, 8\)"):
+        F.conv2d(rng.standard_normal((3, 8, 8)), w)
+    with pytest.raises(
+        ValueError, match=r"channel mismatch.*\(1, 2, 8, 8\).*2 channels.*expects 3"
+    ):
+        F.conv2d(rng.standard_normal((1, 2, 8, 8)), w)
+    with pytest.raises(
+        ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2\)"
+    ):
+        F.conv2d(rng.standard_normal((1, 3, 2, 2)), w)
+    with pytest.raises(ValueError, match=r"bias shape \(3,\).*expected \(4,\)"):
+        F.conv2d(rng.standard_normal((1, 3, 5, 5)), w, rng.standard_normal(3))
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        F.conv2d(rng.standard_normal((1, 3, 5, 5)), w, stride=0)
+    with pytest.raises(ValueError, match="padding must be an int or a pair"):
+        F.conv2d(rng.standard_normal((1, 3, 5, 5)), w, padding=(1, 1, 1))
+    with pytest.raises(ValueError, match="in_channels=0"):
+        nn.Conv2d(0, 4, 3)
+
+
+def test_conv2d_module_default_init_and_torch_state(torch, rng):
+    """PyTorch's default init U(+-1/sqrt(fan_in)) for weight and bias; the weights load into
+    torch.nn.Conv2d unchanged (same layout) and give the same output."""
+    conv = nn.Conv2d(3, 8, (3, 2), stride=2, padding=1, rng=0, dtype=np.float64)
+    bound = 1 / np.sqrt(3 * 3 * 2)
+    assert conv.weight.shape == (8, 3, 3, 2) and conv.bias.shape == (8,)
+    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.bias.data).max() <= bound
+    assert conv.weight.data.std() > bound / 3  # not a degenerate draw
+    he = nn.Conv2d(3, 8, 3, init="he_normal", rng=0)
+    np.testing.assert_array_equal(he.bias.data, 0)
+    assert nn.Conv2d(3, 8, 3, bias=False).bias is None
+    tconv = torch.nn.Conv2d(3, 8, (3, 2), stride=2, padding=1)
+    tconv.load_state_dict({k: torch.tensor(v) for k, v in conv.state_dict().items()})
+    x = rng.standard_normal((2, 3, 7, 7))
+    np.testing.assert_allclose(conv(x).data, tconv(torch.tensor(x)).detach().numpy(), atol=1e-8)
+    assert "kernel_size=(3, 2)" in repr(conv)
