@@ -41,8 +41,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0, raise_exceptio
         rng = np.random.default_rng(seed)
         weights = rng.standard_normal(out.shape).astype(out.dtype)
         out.backward(weights)
-    analytic = [x.grad.copy() if isinstance(x, Tensor) and x.grad is not None else None
-                for x in inputs]
+    analytic = [
+        x.grad.copy() if isinstance(x, Tensor) and x.grad is not None else None for x in inputs
+    ]
 
     for i, x in enumerate(inputs):
         if not (isinstance(x, Tensor) and x.requires_grad):

@@ -98,6 +98,9 @@ class Context:
         self.saved = arrays
 
 
+_RELEASED = (None, None, ())  # _ctx of a node whose backward ran and whose saved arrays are freed
+
+
 class Function:
     """Base class of differentiable operations. Subclasses define ``forward`` and ``backward``."""
 
@@ -118,9 +121,12 @@ class Function:
             # float32), as NumPy does for Python scalars.
             ref = next((t.data.dtype for t in tensors if t is not None), None)
             tensors = [
-                t if t is not None
+                t
+                if t is not None
                 else Tensor(np.asarray(x, dtype=ref))
-                if ref is not None and ref.kind == "f" and isinstance(x, (int, float))
+                if ref is not None
+                and ref.kind == "f"
+                and isinstance(x, (int, float))
                 and not isinstance(x, (bool, np.generic))
                 else Tensor(x)
                 for t, x in zip(tensors, inputs)
@@ -225,6 +231,11 @@ class Tensor:
                         node.grad += g
                 continue
             fn, ctx, inputs = node._ctx
+            if fn is None:
+                raise RuntimeError(
+                    "backward through part of a graph a second time: its saved arrays were freed "
+                    "by the first backward(); pass backward(retain_graph=True) the first time"
+                )
             in_grads = fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -239,7 +250,7 @@ class Tensor:
                 else:
                     grads[key] = ig
             if not retain_graph:
-                node._ctx = None  # free the saved arrays as soon as they are used
+                node._ctx = _RELEASED  # free the saved arrays as soon as they are used
 
     def _topological_order(self):
         """Nodes from this tensor to the leaves, each after every node that uses it."""

@@ -184,7 +184,21 @@ def test_intermediate_grads_are_not_stored_and_graph_is_freed():
     z = (y * y).sum()
     z.backward()
     assert y.grad is None
-    assert z._ctx is None and y._ctx is None  # saved arrays released
+    assert not z.is_leaf and y._ctx[1] is None  # saved arrays released
+    np.testing.assert_allclose(x.grad, [8.0])
+
+
+def test_second_backward_through_a_freed_graph_is_an_error():
+    """Not a silent zero: a second loss sharing a freed intermediate would lose its gradient."""
+    x = t64([1.0, 2.0])
+    y = x * 2.0
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        (y * 3.0).sum().backward()
+    loss = (x * x).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
 
 
 def test_data_and_grad_assignable_and_operators(rng):
