@@ -151,11 +151,11 @@ def test_conv2d_bad_inputs_name_the_shapes(rng):
     with pytest.raises(ValueError, match=r"4-D input.*\(3, 8, 8\)"):
         F.conv2d(rng.standard_normal((3, 8, 8)), w)
     with pytest.raises(
-        ValueError, match=r"channel mismatch.*\(1, 2, 8, 8\).*2 channels.*expects 3"
+        ValueError, match=r"mismatch.*\(1, 2, 8, 8\).*2 channels.*expects 3"
     ):
         F.conv2d(rng.standard_normal((1, 2, 8, 8)), w)
     with pytest.raises(
-        ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2\)"
+        ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2"
     ):
         F.conv2d(rng.standard_normal((1, 3, 2, 2)), w)
     with pytest.raises(ValueError, match=r"bias shape \(3,\).*expected \(4,\)"):
