@@ -114,33 +114,45 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
-        """Run forward on the inputs' arrays; record the graph if any input needs a gradient."""
-        tensors = [x if isinstance(x, Tensor) else None for x in inputs]
-        if None in tensors:
-            # Python numbers are "weak": they take the dtype of the tensor operand (2 - x stays
-            # float32), as NumPy does for Python scalars.
-            ref = next((t.data.dtype for t in tensors if t is not None), None)
-            tensors = [
-                t
-                if t is not None
-                else Tensor(np.asarray(x, dtype=ref))
-                if ref is not None
-                and ref.kind == "f"
-                and isinstance(x, (int, float))
-                and not isinstance(x, (bool, np.generic))
-                else Tensor(x)
-                for t, x in zip(tensors, inputs)
-            ]
+        """Run forward on the inputs' arrays; record the graph if any input needs a gradient.
+
+        Inputs that are not tensors are constants. Python numbers are "weak": they take the
+        dtype of the first tensor operand (``2 - x`` stays float32), as NumPy does for Python
+        scalars. This is the hot path of every op, so it avoids needless work.
+        """
+        arrays, tensors, needs = [], [], []
+        ref = None
+        for x in inputs:
+            if isinstance(x, Tensor):
+                ref = x.data.dtype
+                break
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                tensors.append(x)
+                needs.append(x._requires_grad)
+            else:
+                if ref is not None and ref.kind == "f" and type(x) in (int, float):
+                    arrays.append(np.asarray(x, dtype=ref))
+                else:
+                    arrays.append(_as_array(x))
+                tensors.append(_CONSTANT)
+                needs.append(False)
         ctx = Context()
-        needs = tuple(t.requires_grad for t in tensors)
-        record = is_grad_enabled() and any(needs)
-        ctx.needs_grad = needs
-        out = cls.forward(ctx, *[t.data for t in tensors], **kwargs)
-        result = Tensor(out)
-        if record:
-            result.requires_grad = result.data.dtype.kind in "fc"
-            if result.requires_grad:
-                result._ctx = (cls, ctx, tensors)
+        ctx.needs_grad = needs = tuple(needs)
+        out = cls.forward(ctx, *arrays, **kwargs)
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        result = Tensor.__new__(Tensor)
+        result.data = out
+        result.grad = None
+        result.name = None
+        if True in needs and is_grad_enabled() and out.dtype.kind in "fc":
+            result._requires_grad = True
+            result._ctx = (cls, ctx, tensors)
+        else:
+            result._requires_grad = False
+            result._ctx = None
         return result
 
 
@@ -217,30 +229,32 @@ class Tensor:
 
         order = self._topological_order()
         grads = {id(self): grad}
+        pop = grads.pop
         for node in order:
-            g = grads.pop(id(node), None)
+            g = pop(id(node), None)
             if g is None:
                 continue
-            if node._ctx is None:
-                if node.requires_grad:
-                    if g.shape != node.data.shape:
-                        g = unbroadcast(g, node.data.shape)
-                    if node.grad is None:
-                        node.grad = np.array(g, dtype=node.data.dtype, copy=True)
-                    else:
-                        node.grad += g
+            record = node._ctx
+            if record is None:  # a leaf (only leaves that require grad are in the order)
+                data = node.data
+                if g.shape != data.shape:
+                    g = unbroadcast(g, data.shape)
+                if node.grad is None:
+                    node.grad = np.array(g, dtype=data.dtype, copy=True)
+                else:
+                    node.grad += g
                 continue
-            fn, ctx, inputs = node._ctx
+            fn, ctx, inputs = record
             if fn is None:
                 raise RuntimeError(
                     "backward through part of a graph a second time: its saved arrays were freed "
                     "by the first backward(); pass backward(retain_graph=True) the first time"
                 )
             in_grads = fn.backward(ctx, g)
-            if not isinstance(in_grads, tuple):
+            if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             for inp, ig in zip(inputs, in_grads):
-                if ig is None or not inp.requires_grad:
+                if ig is None or not inp._requires_grad:
                     continue
                 if ig.shape != inp.data.shape:
                     ig = unbroadcast(ig, inp.data.shape)
@@ -253,22 +267,26 @@ class Tensor:
                 node._ctx = _RELEASED  # free the saved arrays as soon as they are used
 
     def _topological_order(self):
-        """Nodes from this tensor to the leaves, each after every node that uses it."""
+        """Nodes from this tensor to the leaves, each after every node that uses it (iterative
+        depth-first search, so deep graphs do not hit Python's recursion limit)."""
         order, seen = [], set()
         stack = [(self, False)]
+        push, pop, mark = stack.append, stack.pop, seen.add
         while stack:
-            node, processed = stack.pop()
+            node, processed = pop()
             if processed:
                 order.append(node)
                 continue
-            if id(node) in seen:
+            key = id(node)
+            if key in seen:
                 continue
-            seen.add(id(node))
-            stack.append((node, True))
-            if node._ctx is not None:
-                for parent in node._ctx[2]:
-                    if parent.requires_grad and id(parent) not in seen:
-                        stack.append((parent, False))
+            mark(key)
+            push((node, True))
+            record = node._ctx
+            if record is not None:
+                for parent in record[2]:
+                    if parent._requires_grad and id(parent) not in seen:
+                        push((parent, False))
         order.reverse()
         return order
 
@@ -407,6 +425,9 @@ class Tensor:
 
     def clip(self, min=None, max=None):
         return _ops.clip(self, min, max)
+
+
+_CONSTANT = Tensor(np.zeros(()))  # stands in the graph for every non-tensor input
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:

@@ -6,6 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import nnparts
 from nnparts import Tensor, gradcheck, nn
@@ -110,6 +113,23 @@ def test_prelu_matches_torch_and_gradcheck(torch, rng, shape):
         w = rng.uniform(0.05, 0.5, size=wsize)
         _compare_with_torch(torch, F.prelu, torch.nn.functional.prelu, [x, w])
         assert gradcheck(F.prelu, [t64(x), t64(w)])
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    name=st.sampled_from(UNARY),
+    shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
+    seed=st.integers(0, 2**16),
+)
+def test_gradcheck_on_random_shapes(torch, name, shape, seed):
+    if name.startswith("maxout"):
+        shape = shape[:-1] + (3 * shape[-1],)
+    if name.endswith("axis0") and len(shape) < 2:
+        shape = (2,) + shape
+    ours, theirs = _cases(torch)[name]
+    x = away_from_kinks(np.random.default_rng(seed), shape)
+    assert gradcheck(ours, [t64(x)])
+    _compare_with_torch(torch, ours, theirs, [x])
 
 
 def test_prelu_bad_weight_names_shapes():

@@ -138,7 +138,7 @@ def cross_entropy(logits, target, label_smoothing: float = 0.0, reduction: str =
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    shape = logits.shape
+    shape = np.shape(logits)
     if len(shape) != 2:
         raise ValueError(
             f"cross_entropy expects logits of shape (N, C), got {shape}; reshape a single "
