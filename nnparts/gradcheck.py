@@ -33,6 +33,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0, raise_exceptio
                 f"gradcheck input {i} has dtype {x.dtype}; use float64 (e.g. "
                 "Tensor(np.asarray(x, dtype=np.float64), requires_grad=True))"
             )
+    for x in inputs:  # perturbation below writes through a flat view: needs contiguous data
+        if isinstance(x, Tensor) and x.requires_grad and not x.data.flags.c_contiguous:
+            x.data = np.ascontiguousarray(x.data)
     with enable_grad():
         for x in inputs:
             if isinstance(x, Tensor):

@@ -241,3 +241,9 @@ def test_gradcheck_catches_a_wrong_backward():
     assert gradcheck(WrongSquare.apply, [x], raise_exception=False) is False
     with pytest.raises(ValueError, match="float64"):
         gradcheck(F.exp, [Tensor(np.ones(2, dtype=np.float32), requires_grad=True)])
+
+
+def test_gradcheck_works_on_non_contiguous_inputs(rng):
+    x = Tensor(rng.standard_normal((4, 3)).T, requires_grad=True)  # a transposed view
+    assert not x.data.flags.c_contiguous
+    assert gradcheck(lambda v: (v * v).sum(axis=0), [x])
