@@ -394,3 +394,14 @@ def test_float32_ops_stay_float32(rng):
     y.backward()
     assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
     assert F.linear(x, w).dtype == np.float32
+
+
+def test_pow_zero_exponent_has_zero_gradient_at_zero(torch):
+    x = t64([0.0, 2.0])
+    (x**0).sum().backward()
+    xr = torch.tensor([0.0, 2.0], requires_grad=True)
+    (xr**0).sum().backward()
+    np.testing.assert_array_equal(x.grad, xr.grad.numpy())
+    e = t64([0.0, 2.0])
+    (t64([0.0, 3.0], requires_grad=False) ** e).sum().backward()
+    assert np.all(np.isfinite(e.grad))

@@ -30,10 +30,9 @@ def _reduce(losses: np.ndarray, reduction: str, dtype) -> np.ndarray:
     return np.asarray(total, dtype=dtype)
 
 
-def _grad_scale(g, reduction: str, n: int, ndim: int):
-    """The factor (broadcastable to the per-element gradient) that the reduction contributes."""
-    if reduction == "none":
-        return g.reshape(g.shape + (1,) * (ndim - g.ndim))
+def _grad_scale(g, reduction: str, n: int):
+    """What the reduction contributes to the per-element gradient: ``g / n`` for the mean,
+    ``g`` for the sum (a scalar) and for "none" (one upstream value per loss element)."""
     return g / n if reduction == "mean" else g
 
 
@@ -117,7 +116,7 @@ class CrossEntropy(Function):
         else:
             grad = p * ctx.qsum
             grad -= ctx.q
-        grad *= _grad_scale(g, ctx.reduction, n, 2)
+        grad *= g[:, None] if ctx.reduction == "none" else _grad_scale(g, ctx.reduction, n)
         return grad
 
 
@@ -177,7 +176,7 @@ class MSELoss(Function):
     def backward(ctx, g):
         (diff,) = ctx.saved
         grad = diff * 2
-        grad *= _grad_scale(g, ctx.reduction, diff.size, 0) if ctx.reduction != "none" else g
+        grad *= _grad_scale(g, ctx.reduction, diff.size)
         need_pred, need_target = ctx.needs_grad
         return (grad if need_pred else None), (-grad if need_target else None)
 
@@ -216,7 +215,7 @@ class BCEWithLogits(Function):
         from nnparts.functional.activations import _sigmoid
 
         z, t = ctx.saved
-        scale = g if ctx.reduction == "none" else _grad_scale(g, ctx.reduction, z.size, 0)
+        scale = _grad_scale(g, ctx.reduction, z.size)
         need_z, need_t = ctx.needs_grad
         gz = (_sigmoid(z) - t) * scale if need_z else None
         gt = -z * scale if need_t else None

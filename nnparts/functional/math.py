@@ -88,8 +88,14 @@ class Pow(Function):
     def backward(ctx, g):
         a, b, y = ctx.saved
         need_a, need_b = ctx.needs_grad
-        ga = g * b * a ** (b - 1) if need_a else None
-        gb = None
+        ga = gb = None
+        if need_a:
+            zero = b == 0
+            if zero.any():  # d/da a^0 = 0, also at a = 0 (where b a^(b-1) would be 0 * inf)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ga = np.where(zero, 0, g * b * a ** (b - 1))
+            else:
+                ga = g * b * a ** (b - 1)
         if need_b:
             with np.errstate(divide="ignore", invalid="ignore"):
                 gb = g * y * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
