@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnparts import init as initializers
-from nnparts.functional.math import flatten
 from nnparts.functional.layers import linear
+from nnparts.functional.math import flatten
 from nnparts.nn.module import Module, Parameter
+from nnparts.random import get_rng
 
 
 class Linear(Module):
@@ -41,6 +42,7 @@ class Linear(Module):
             )
         self.in_features, self.out_features = int(in_features), int(out_features)
         init_fn = initializers.get(init)
+        rng = get_rng(rng)  # one generator for weight and bias (an int seed would repeat)
         self.weight = Parameter(init_fn((in_features, out_features), rng=rng, dtype=dtype))
         if bias:
             if init_fn is initializers.default:

@@ -139,6 +139,11 @@ def parse_overrides(items: list[str]) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads "1e3" as a string; users mean a number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         node = result
         parts = key.replace("-", "_").split(".")
         for part in parts[:-1]:
@@ -166,7 +171,7 @@ def _get(config, path):
 
 
 def _fail(key, value, allowed):
-    raise ConfigError(f"invalid value {value!r} for {key}; {allowed}")
+    raise ConfigError(f"{key}: invalid value {value!r}; {allowed}")
 
 
 def validate(config: dict) -> dict:
@@ -240,10 +245,16 @@ def validate(config: dict) -> dict:
     for key in ("dense", "growth_rate"):
         positive_int(("model", key))
 
-    from nnparts.nn.activation import ACTIVATIONS
+    from nnparts.nn import activation as activations
 
-    if str(model["activation"]).lower() not in ACTIVATIONS:
-        _fail("model.activation", model["activation"], f"allowed: {', '.join(sorted(ACTIVATIONS))}")
+    not_hidden = (activations.Maxout, activations.Softmax, activations.LogSoftmax)
+    hidden_activations = sorted(k for k, v in activations._REGISTRY.items() if v not in not_hidden)
+    try:
+        act = activations.get_activation(model["activation"])
+    except ValueError:
+        act = None
+    if act is None or act in not_hidden:
+        _fail("model.activation", model["activation"], f"allowed: {', '.join(hidden_activations)}")
     if str(model["init"]).lower() not in initializers.INITIALIZERS:
         _fail(
             "model.init", model["init"], f"allowed: {', '.join(sorted(initializers.INITIALIZERS))}"
@@ -251,11 +262,14 @@ def validate(config: dict) -> dict:
 
     from nnparts import optim
 
-    if str(config["optimizer"]["name"]).lower() not in optim.OPTIMIZERS:
+    first_order = sorted(
+        k for k, v in optim.OPTIMIZERS.items() if v.__module__ != "nnparts.optim.second_order"
+    )
+    if str(config["optimizer"]["name"]).lower() not in first_order:
         _fail(
             "optimizer.name",
             config["optimizer"]["name"],
-            f"allowed: {', '.join(sorted(optim.OPTIMIZERS))}",
+            f"allowed for training: {', '.join(first_order)} (second-order methods are full-batch)",
         )
 
     from nnparts import data
