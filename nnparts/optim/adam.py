@@ -26,6 +26,11 @@ from nnparts.optim.optimizer import (
 __all__ = ["Adam", "AdamW", "NAdam", "RAdam"]
 
 
+def _as_pair(betas):
+    """Lists (e.g. from JSON configs) become tuples; anything else is validated as is."""
+    return tuple(betas) if isinstance(betas, list) else betas
+
+
 class _AdamBase(Optimizer):
     """Shared part: ``t += 1``, weight decay, ``m <- EMA(g)``, ``v <- EMA(g^2)``."""
 
@@ -80,7 +85,7 @@ class Adam(_AdamBase):
     ):
         defaults = dict(
             lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
+            betas=_as_pair(betas),
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
@@ -159,7 +164,7 @@ class NAdam(_AdamBase):
     ):
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=_as_pair(betas),
             eps=eps,
             weight_decay=weight_decay,
             momentum_decay=momentum_decay,
@@ -231,7 +236,7 @@ class RAdam(_AdamBase):
     ):
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=_as_pair(betas),
             eps=eps,
             weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,

@@ -44,6 +44,7 @@ class Lookahead:
         self.alpha = float(alpha)
         self.step_count = 0
         self.slow_weights = [np.array(p.data, copy=True) for p in self._params()]
+        self._scratch = {}
 
     @property
     def param_groups(self):
@@ -67,9 +68,14 @@ class Lookahead:
         loss = self.optimizer.step(closure)
         self.step_count += 1
         if self.step_count % self.k == 0:
-            for p, slow in zip(self._params(), self.slow_weights):
+            for i, (p, slow) in enumerate(zip(self._params(), self.slow_weights)):
                 # phi <- phi + alpha * (theta - phi);  theta <- phi
-                slow += self.alpha * (p.data - slow)
+                tmp = self._scratch.get(i)
+                if tmp is None or tmp.shape != slow.shape or tmp.dtype != slow.dtype:
+                    tmp = self._scratch[i] = np.empty_like(slow)
+                np.subtract(p.data, slow, out=tmp)
+                tmp *= self.alpha
+                slow += tmp
                 p.data[...] = slow
         return loss
 
