@@ -2,11 +2,13 @@
 
 from nnparts.functional.math import (
     abs,
+    add,
     clip,
     concat,
     div,
     exp,
     flatten,
+    getitem,
     log,
     matmul,
     max,
@@ -14,6 +16,7 @@ from nnparts.functional.math import (
     mean,
     minimum,
     mul,
+    neg,
     pow,
     reshape,
     sqrt,

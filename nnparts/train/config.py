@@ -29,11 +29,11 @@ DEFAULTS: dict = {
     },
     "model": {
         "name": "mlp",  # mlp | cnn | resnet | densenet
-        "hidden": [256, 128],  # mlp: hidden sizes (the course's MultiLayerNetExtend)
+        "hidden": [512, 256],  # mlp: hidden sizes (the course's MultiLayerNetExtend)
         "activation": "relu",
         "init": "he_normal",
         "norm": "batchnorm",  # none | batchnorm | layernorm
-        "dropout": 0.1,
+        "dropout": 0.2,
         "channels": [32, 64],  # cnn: conv channels; resnet: stage widths
         "dense": 128,  # cnn: width of the dense layer
         "blocks": [2, 2],  # resnet: pre-activation blocks per stage
@@ -51,7 +51,7 @@ DEFAULTS: dict = {
     },
     "regularization": {"l1": 0.0, "l2": 0.0},  # penalty terms added to the loss
     "scheduler": {
-        "name": "none",  # none | step | exponential | cosine | warmup | plateau
+        "name": "cosine",  # none | step | exponential | cosine | warmup | plateau
         "step_size": 3,
         "gamma": 0.5,
         "warmup_epochs": 1,
