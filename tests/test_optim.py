@@ -482,3 +482,30 @@ def test_build_by_name():
     assert isinstance(la, optim.Lookahead) and la.k == 4
     with pytest.raises(ValueError, match="valid names.*adam"):
         optim.build("adamm", params)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), TORCH_CASES + [("Lookahead", {})], ids=lambda v: str(v)
+)
+def test_step_allocates_nothing_proportional_to_model_size(name, kwargs):
+    """After the first step (state, scratch buffers), a step works in place: tracemalloc sees
+    far less than one parameter-sized array (400 kB here) allocated at the peak."""
+    import tracemalloc
+
+    params = [Parameter(np.ones((250, 200), dtype=np.float32)), Parameter(np.ones(200, np.float32))]
+    for p in params:
+        p.grad = np.full(p.shape, 0.1, dtype=np.float32)
+    if name == "Lookahead":
+        opt = optim.Lookahead(optim.Adam(params, lr=0.01, amsgrad=True), k=2)
+    else:
+        opt = getattr(optim, name)(params, **kwargs)
+    for _ in range(3):
+        opt.step()
+    tracemalloc.start()
+    try:
+        for _ in range(4):
+            opt.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40_000, f"{name} allocated {peak} bytes in a step"
