@@ -509,3 +509,29 @@ def test_step_allocates_nothing_proportional_to_model_size(name, kwargs):
     finally:
         tracemalloc.stop()
     assert peak < 40_000, f"{name} allocated {peak} bytes in a step"
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=15, deadline=None)
+    @given(
+        name=st.sampled_from(["Adam", "AdamW", "NAdam", "RAdam"]),
+        lr=st.floats(1e-4, 0.1),
+        beta1=st.floats(0.0, 0.99),
+        beta2=st.floats(0.5, 0.9999),
+        eps=st.floats(1e-10, 1e-2),
+        weight_decay=st.floats(0.0, 0.1),
+    )
+    def test_adam_family_equals_torch_for_any_hyperparameters(
+        torch, name, lr, beta1, beta2, eps, weight_decay
+    ):
+        kwargs = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+        ours, theirs, _, _ = run_against_torch(torch, name, kwargs, steps=15)
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=0, atol=1e-10)
