@@ -234,3 +234,24 @@ def test_bad_input():
         optim.ConjugateGradient([x], line_search_fn=None)
     with pytest.raises(ValueError, match="single parameter group"):
         optim.ConjugateGradient([{"params": [x]}, {"params": [Parameter(np.zeros(1))]}])
+
+
+def test_newton_dense_damps_only_an_indefinite_hessian():
+    x, closure, _ = quadratic()
+    opt = optim.Newton([x], hessian="dense")
+    opt.step(closure)
+    assert opt.state[id(x)]["last_damping"] == 0.0  # positive definite: no damping
+
+    y = Parameter(np.array([0.05, 0.3]))
+
+    def saddle():
+        y.grad = None
+        loss = (y[0] ** 4 * 0.25 - y[0] ** 2 * 0.5 + y[0] * 0.1) + y[1] ** 2
+        loss.backward()
+        return loss
+
+    opt = optim.Newton([y], hessian="dense")
+    before = float(saddle().data)
+    opt.step(saddle)
+    assert opt.state[id(y)]["last_damping"] > 0
+    assert float(saddle().data) < before
