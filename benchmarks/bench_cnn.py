@@ -8,9 +8,10 @@ Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 cl
 * ``simple`` (the course's SimpleConvNet): conv 30 5x5 -> ReLU -> max-pool 2 -> dense 100 ->
   ReLU -> dense 10.
 
-The epoch is timed on ``--samples`` samples (default 10000) and scaled to 60000; the libraries
-are interleaved (warm-up first) so background load hits both alike, and medians are printed with
-the ratio nnparts / PyTorch (issue 7's target: <= 1.5).
+Each training step is timed; the two libraries alternate step by step (after a warm-up) so
+bursts of background load hit both alike. The epoch time is the median step time x 469 steps
+(60000 samples), printed with the plain sum of the steps scaled to 60000 samples and the ratio
+nnparts / PyTorch (issue 7's target: <= 1.5).
 
 Peak memory: each library trains in its own subprocess, which reports the growth of
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` over the training (peak resident set size minus the
@@ -120,18 +121,16 @@ def nnparts_epoch_fn(model, x, y, batch):
     net = build_nnparts(model)
     params = net.parameters()
 
-    def epoch():
-        net.train()
-        for i in range(0, len(x), batch):
-            loss = F.cross_entropy(net(nnparts.Tensor(x[i : i + batch])), y[i : i + batch])
-            for p in params:
-                p.grad = None
-            loss.backward()
-            for p in params:
-                p.data -= LR * p.grad  # LR is a Python float: stays float32
+    def step(i):
+        loss = F.cross_entropy(net(nnparts.Tensor(x[i : i + batch])), y[i : i + batch])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        for p in params:
+            p.data -= LR * p.grad  # LR is a Python float: stays float32
         return float(loss.data)
 
-    return epoch, net
+    return step, net
 
 
 def torch_epoch_fn(model, x, y, batch, weights):
@@ -142,25 +141,40 @@ def torch_epoch_fn(model, x, y, batch, weights):
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     loss_fn = torch.nn.CrossEntropyLoss()
 
-    def epoch():
-        net.train()
-        for i in range(0, len(xt), batch):
-            loss = loss_fn(net(xt[i : i + batch]), yt[i : i + batch])
+    def step(i):
+        loss = loss_fn(net(xt[i : i + batch]), yt[i : i + batch])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
             for p in params:
-                p.grad = None
-            loss.backward()
-            with torch.no_grad():
-                for p in params:
-                    p -= LR * p.grad
-        return float(loss)
+                p -= LR * p.grad
+        return float(loss.detach())
+
+    return step
+
+
+def epoch_of(step, samples, batch):
+    def epoch():
+        for i in range(0, samples, batch):
+            step(i)
 
     return epoch
 
 
-def time_once(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def time_steps(ours, theirs, samples, batch, epochs):
+    """Per-step times of both libraries, alternating step by step so that bursts of background
+    load hit both alike. Returns two lists of seconds."""
+    t_ours, t_theirs = [], []
+    for _ in range(epochs):
+        for i in range(0, samples - batch + 1, batch):
+            start = time.perf_counter()
+            ours(i)
+            t_ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            theirs(i)
+            t_theirs.append(time.perf_counter() - start)
+    return t_ours, t_theirs
 
 
 def maxrss_mib() -> float:
@@ -172,13 +186,13 @@ def memory_child(library, model, samples, batch):
     x, y = make_data(samples)
     net_np = build_nnparts(model)
     if library == "nnparts":
-        epoch, _ = nnparts_epoch_fn(model, x, y, batch)
+        step, _ = nnparts_epoch_fn(model, x, y, batch)
     else:
         import torch  # noqa: F401  (imported before the baseline is taken)
 
-        epoch = torch_epoch_fn(model, x, y, batch, nnparts_weights(net_np))
+        step = torch_epoch_fn(model, x, y, batch, nnparts_weights(net_np))
     before = maxrss_mib()
-    epoch()
+    epoch_of(step, samples, batch)()
     print(json.dumps({"peak_growth_mib": maxrss_mib() - before, "peak_mib": maxrss_mib()}))
 
 
@@ -195,6 +209,11 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library")
+    parser.add_argument(
+        "--threads", type=int, default=0,
+        help="limit both libraries to this many threads (torch.set_num_threads and OpenBLAS via "
+        "threadpoolctl); 0 keeps the defaults. 1 gives steadier numbers on a shared machine",
+    )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess runs")
     parser.add_argument("--memory-child", choices=["nnparts", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -208,27 +227,37 @@ def main(argv=None):
 
     import torch
 
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
     x, y = make_data(args.samples)
-    scale = 60000 / args.samples
     print(
         f"{args.samples} samples (times scaled to a 60000-sample epoch), batch {args.batch}, "
         f"float32, SGD lr {LR}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"numpy {np.__version__}, {os.cpu_count()} CPUs"
     )
+    steps_per_epoch = -(-60000 // args.batch)
     for model in models:
         ours, net = nnparts_epoch_fn(model, x, y, args.batch)
         theirs = torch_epoch_fn(model, x, y, args.batch, nnparts_weights(net))
-        ours()  # warm-up
-        theirs()
-        t_ours, t_theirs = [], []
-        for _ in range(args.epochs):
-            t_ours.append(time_once(ours) * scale)
-            t_theirs.append(time_once(theirs) * scale)
+        for i in range(0, 4 * args.batch, args.batch):  # warm-up
+            ours(i)
+            theirs(i)
+        t_ours, t_theirs = time_steps(ours, theirs, args.samples, args.batch, args.epochs)
         m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
-        print(f"[{model}] {net.num_parameters()} parameters")
-        print(f"  nnparts epoch: median {m_ours:.2f} s  {[round(t, 2) for t in t_ours]}")
-        print(f"  pytorch epoch: median {m_theirs:.2f} s  {[round(t, 2) for t in t_theirs]}")
-        print(f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f}")
+        ratios = [a / b for a, b in zip(t_ours, t_theirs)]
+        print(f"[{model}] {net.num_parameters()} parameters, {len(t_ours)} timed steps each")
+        for name, m, t in (("nnparts", m_ours, t_ours), ("pytorch", m_theirs, t_theirs)):
+            print(
+                f"  {name}: median step {m * 1e3:.1f} ms -> epoch {m * steps_per_epoch:.1f} s "
+                f"(sum of steps scaled: {sum(t) * 60000 / (args.samples * args.epochs):.1f} s)"
+            )
+        print(
+            f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f} (median of per-step ratios "
+            f"{statistics.median(ratios):.2f})"
+        )
         if not args.no_memory:
             mem = {lib: measure_memory(lib, model, args.samples, args.batch)
                    for lib in ("nnparts", "torch")}  # fmt: skip

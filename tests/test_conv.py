@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import nnparts
 import nnparts.functional as F
 from nnparts import nn
-from nnparts.functional.conv import col2im_nhwc, im2col_nhwc
+from nnparts.functional.conv import col2im, im2col
 
 # (N, C, H, W, out, kh, kw, stride, padding)
 CASES = [
@@ -91,16 +91,17 @@ def test_conv2d_gradcheck(rng, stride, padding, kernel):
     )
 
 
-def test_conv2d_output_is_channels_last_and_accepted_as_input(torch, rng):
-    """Internals are NHWC: the output has NCHW shape but channels-last strides, and a stack of
-    convolutions on such arrays (and on a plain NCHW array) still equals PyTorch."""
+def test_conv2d_stack_and_channels_last_input(torch, rng):
+    """A stack of convolutions equals PyTorch; outputs are C-contiguous NCHW, and an input whose
+    memory is channels-last (NHWC seen as NCHW, as PyTorch's channels_last) gives the same
+    numbers and gradients."""
     x = rng.standard_normal((2, 3, 6, 6))
     w1, w2 = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((5, 4, 3, 3))
     X = nnparts.Tensor(x, requires_grad=True)
     W1, W2 = nnparts.Tensor(w1, requires_grad=True), nnparts.Tensor(w2, requires_grad=True)
     h = F.conv2d(X, W1, padding=1)
     assert h.shape == (2, 4, 6, 6)
-    assert h.data.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last memory
+    assert h.data.flags.c_contiguous
     y = F.conv2d(h, W2, stride=2)
     g = rng.standard_normal(y.shape)
     y.backward(g)
@@ -111,17 +112,21 @@ def test_conv2d_output_is_channels_last_and_accepted_as_input(torch, rng):
     np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8)
     for ours, theirs in ((X, tx), (W1, tw1), (W2, tw2)):
         np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), atol=1e-8)
-    # a channels-last *input* (NHWC memory seen as NCHW) gives the same numbers
     x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(F.conv2d(x_cl, w1, padding=1).data, h.data, atol=1e-12)
+    X_cl = nnparts.Tensor(x_cl, requires_grad=True)
+    y_cl = F.conv2d(F.conv2d(X_cl, W1, padding=1), W2, stride=2)
+    np.testing.assert_allclose(y_cl.data, y.data, atol=1e-12)
+    y_cl.backward(g)
+    np.testing.assert_allclose(X_cl.grad, X.grad, atol=1e-12)
 
 
 def test_im2col_col2im_are_adjoint(rng):
     """<col2im(D), X> == <D, im2col(X)>: col2im is exactly the transpose of im2col."""
-    x = rng.standard_normal((2, 7, 6, 3))
-    col = im2col_nhwc(x, (3, 2), (2, 1), (1, 1))
+    x = rng.standard_normal((2, 3, 7, 6))
+    col = im2col(x, (3, 2), (2, 1), (1, 1))
+    assert col.shape == (3, 3, 2, 2, 4, 7)  # (C, kh, kw, N, OH, OW)
     d = rng.standard_normal(col.shape)
-    back = col2im_nhwc(d, x.shape, (2, 1), (1, 1))
+    back = col2im(d, x.shape, (2, 1), (1, 1))
     assert back.shape == x.shape
     assert np.isclose(np.sum(back * x), np.sum(d * col))
 
@@ -150,13 +155,9 @@ def test_conv2d_bad_inputs_name_the_shapes(rng):
     w = rng.standard_normal((4, 3, 3, 3))
     with pytest.raises(ValueError, match=r"4-D input.*\(3, 8, 8\)"):
         F.conv2d(rng.standard_normal((3, 8, 8)), w)
-    with pytest.raises(
-        ValueError, match=r"mismatch.*\(1, 2, 8, 8\).*2 channels.*expects 3"
-    ):
+    with pytest.raises(ValueError, match=r"mismatch.*\(1, 2, 8, 8\).*2 channels.*expects 3"):
         F.conv2d(rng.standard_normal((1, 2, 8, 8)), w)
-    with pytest.raises(
-        ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2"
-    ):
+    with pytest.raises(ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2"):
         F.conv2d(rng.standard_normal((1, 3, 2, 2)), w)
     with pytest.raises(ValueError, match=r"bias shape \(3,\).*expected \(4,\)"):
         F.conv2d(rng.standard_normal((1, 3, 5, 5)), w, rng.standard_normal(3))
