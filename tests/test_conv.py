@@ -185,3 +185,19 @@ def test_conv2d_module_default_init_and_torch_state(torch, rng):
     x = rng.standard_normal((2, 3, 7, 7))
     np.testing.assert_allclose(conv(x).data, tconv(torch.tensor(x)).detach().numpy(), atol=1e-8)
     assert "kernel_size=(3, 2)" in repr(conv)
+
+
+def test_scratch_buffers_do_not_leak_between_calls(torch, rng):
+    """The padded input and backward scratch arrays are reused across calls: two convolutions
+    whose padded inputs have the same shape but different padding must not see each other."""
+    w = rng.standard_normal((2, 2, 3, 3))
+    for shape, padding in [((2, 2, 5, 4), 1), ((2, 2, 3, 2), 2), ((2, 2, 5, 4), 1)]:
+        x = rng.standard_normal(shape)
+        X, W = nnparts.Tensor(x, requires_grad=True), nnparts.Tensor(w, requires_grad=True)
+        y = F.conv2d(X, W, padding=padding)
+        g = rng.standard_normal(y.shape)
+        y.backward(g)
+        ty, tx, tw, _ = _torch_conv(torch, x, w, None, 1, padding, g)
+        np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8)
+        np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-8)
+        np.testing.assert_allclose(W.grad, tw.grad.numpy(), atol=1e-8)

@@ -31,6 +31,8 @@ Convolutional Neural Networks for Document Processing" (2006) — the im2col/GEM
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -95,6 +97,33 @@ def _check_conv_args(x_shape, w_shape, b_shape, stride, padding):
         )
 
 
+class _Workspace(threading.local):
+    """Scratch arrays reused across training steps (one per shape and dtype, per thread).
+
+    Only arrays that live inside a single forward or backward call are kept here (the padded
+    input, ``dcol``, the col2im accumulator, ``dout^T``): nothing handed to the autograd graph or
+    returned to the caller ever comes from it. Reusing them skips the page faults of freshly
+    mapped memory, which cost as much as the copies themselves at these sizes.
+    """
+
+    def __init__(self):
+        self.free = {}
+
+    def take(self, shape, dtype, tag=None):
+        """``(array, reused)``: a kept array of this shape, dtype and tag, or a new empty one."""
+        key = (tuple(shape), np.dtype(dtype).str, tag)
+        arr = self.free.pop(key, None)
+        return (np.empty(shape, dtype=dtype), False) if arr is None else (arr, True)
+
+    def give(self, arr, tag=None):
+        if len(self.free) > 32:  # many different shapes: forget the oldest
+            self.free.pop(next(iter(self.free)))
+        self.free[(arr.shape, arr.dtype.str, tag)] = arr
+
+
+_workspace = _Workspace()
+
+
 def im2col(x, kernel, stride, padding, dtype=None) -> np.ndarray:
     """Receptive fields of ``x (N, C, H, W)`` as ``col^T (C, kh, kw, N, OH, OW)`` (one copy).
 
@@ -112,15 +141,18 @@ def im2col(x, kernel, stride, padding, dtype=None) -> np.ndarray:
         col = np.empty((C, 1, 1, N, H, W), dtype=dtype)
         np.copyto(col[:, 0, 0], x.transpose(1, 0, 2, 3))
         return col
+    xp = x
     if ph or pw:
-        xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dtype)
+        xp, reused = _workspace.take((N, C, H + 2 * ph, W + 2 * pw), dtype, tag=padding)
+        if not reused:
+            xp.fill(0)  # the border stays zero: later uses only overwrite the interior
         xp[:, :, ph : ph + H, pw : pw + W] = x
-    else:
-        xp = x
     windows = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # (N, C, Hp-kh+1, Wp-kw+1, kh, kw)
     windows = windows[:, :, ::sh, ::sw][:, :, :OH, :OW]
     col = np.empty((C, kh, kw, N, OH, OW), dtype=dtype)
     np.copyto(col, windows.transpose(1, 4, 5, 0, 2, 3))
+    if xp is not x:
+        _workspace.give(xp, tag=padding)
     return col
 
 
@@ -136,12 +168,15 @@ def col2im(dcol, input_shape, stride, padding) -> np.ndarray:
     ph, pw = padding
     if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
         return np.ascontiguousarray(dcol[:, 0, 0].transpose(1, 0, 2, 3))
-    dxp = np.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=dcol.dtype)
+    dxp, _ = _workspace.take((C, N, H + 2 * ph, W + 2 * pw), dcol.dtype)
+    dxp.fill(0)
     h_span, w_span = sh * (OH - 1) + 1, sw * (OW - 1) + 1
     for i in range(kh):
         for j in range(kw):
             dxp[:, :, i : i + h_span : sh, j : j + w_span : sw] += dcol[:, i, j]
-    return np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3))
+    dx = np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3))
+    _workspace.give(dxp)
+    return dx
 
 
 class Conv2d(Function):
@@ -178,17 +213,21 @@ class Conv2d(Function):
         x_shape, w_shape, col_shape = ctx.shapes
         N, O, OH, OW = g.shape
         needs = ctx.needs_grad
-        g_t = np.empty((O, N, OH * OW), dtype=col_t.dtype)  # dout^T, rows of OH*OW values
-        np.copyto(g_t, g.reshape(N, O, OH * OW).transpose(1, 0, 2))
-        g_t = g_t.reshape(O, N * OH * OW)
+        g_t3, _ = _workspace.take((O, N, OH * OW), col_t.dtype)  # dout^T: rows of OH*OW
+        np.copyto(g_t3, g.reshape(N, O, OH * OW).transpose(1, 0, 2))
+        g_t = g_t3.reshape(O, N * OH * OW)
         gx = gw = gb = None
         if needs[1]:
             gw = (g_t @ col_t.T).reshape(w_shape).astype(ctx.dtypes[1], copy=False)
         if len(needs) > 2 and needs[2]:
             gb = g_t.sum(axis=1).astype(ctx.dtypes[2], copy=False)
         if needs[0]:
-            dcol = (w_row.T @ g_t).reshape(col_shape)  # dcol^T = W_col dout^T
-            gx = col2im(dcol, x_shape, ctx.stride, ctx.padding).astype(ctx.dtypes[0], copy=False)
+            dcol, _ = _workspace.take((col_t.shape[0], g_t.shape[1]), col_t.dtype)
+            np.matmul(w_row.T, g_t, out=dcol)  # dcol^T = W_col dout^T
+            gx = col2im(dcol.reshape(col_shape), x_shape, ctx.stride, ctx.padding)
+            gx = gx.astype(ctx.dtypes[0], copy=False)
+            _workspace.give(dcol)
+        _workspace.give(g_t3)
         return gx, gw, gb
 
 
