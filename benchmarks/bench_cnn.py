@@ -13,9 +13,12 @@ bursts of background load hit both alike. The epoch time is the median step time
 (60000 samples), printed with the plain sum of the steps scaled to 60000 samples and the ratio
 nnparts / PyTorch (issue 7's target: <= 1.5).
 
-Peak memory: each library trains in its own subprocess, which reports the growth of
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` over the training (peak resident set size minus the
-size after imports and data creation). tracemalloc is not used: it misses BLAS and torch buffers.
+Peak memory: each library trains one epoch in its own subprocess, which reports its peak
+resident set size during the epoch minus its RSS before it (after imports, data and model
+creation): the kernel's peak mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before
+the epoch and read after it (falling back to ``ru_maxrss`` off Linux; ``ru_maxrss`` alone is
+polluted by the parent's peak across fork+exec). tracemalloc is not used: it misses BLAS and
+torch buffers.
 
     python benchmarks/bench_cnn.py                       # both models, timing + memory
     python benchmarks/bench_cnn.py --models cnn --epochs 5
@@ -177,7 +180,35 @@ def time_steps(ours, theirs, samples, batch, epochs):
     return t_ours, t_theirs
 
 
-def maxrss_mib() -> float:
+def _proc_status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process: VmHWM, else ru_maxrss.
+
+    ru_maxrss alone can be wrong in a child: Linux carries the parent's peak across fork+exec.
+    """
+    hwm = _proc_status_mib("VmHWM")
+    if hwm is not None:
+        return hwm
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
@@ -191,9 +222,10 @@ def memory_child(library, model, samples, batch):
         import torch  # noqa: F401  (imported before the baseline is taken)
 
         step = torch_epoch_fn(model, x, y, batch, nnparts_weights(net_np))
-    before = maxrss_mib()
+    before = _proc_status_mib("VmRSS") if reset_peak_rss() else peak_rss_mib()
     epoch_of(step, samples, batch)()
-    print(json.dumps({"peak_growth_mib": maxrss_mib() - before, "peak_mib": maxrss_mib()}))
+    peak = peak_rss_mib()
+    print(json.dumps({"peak_growth_mib": peak - before, "peak_mib": peak}))
 
 
 def measure_memory(library, model, samples, batch):
@@ -262,7 +294,7 @@ def main(argv=None):
             mem = {lib: measure_memory(lib, model, args.samples, args.batch)
                    for lib in ("nnparts", "torch")}  # fmt: skip
             print(
-                "  peak RSS growth during one epoch (own subprocess, ru_maxrss): "
+                "  peak RSS growth during one epoch (own subprocess, VmHWM): "
                 f"nnparts {mem['nnparts']['peak_growth_mib']:.0f} MiB, "
                 f"pytorch {mem['torch']['peak_growth_mib']:.0f} MiB"
             )
