@@ -8,10 +8,10 @@ Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 cl
 * ``simple`` (the course's SimpleConvNet): conv 30 5x5 -> ReLU -> max-pool 2 -> dense 100 ->
   ReLU -> dense 10.
 
-Each training step is timed; the two libraries alternate step by step (after a warm-up) so
-bursts of background load hit both alike. The epoch time is the median step time x 469 steps
-(60000 samples), printed with the plain sum of the steps scaled to 60000 samples and the ratio
-nnparts / PyTorch (issue 7's target: <= 1.5).
+Each training step is timed; the two libraries alternate in blocks of 10 steps (after a
+warm-up) so slow phases of a shared machine hit both alike. The epoch time is the median step
+time x 469 steps (60000 samples), printed with the plain sum of the steps scaled to
+60000 samples and the ratio nnparts / PyTorch (issue 7's target: <= 1.5).
 
 Peak memory: each library trains one epoch in its own subprocess, which reports its peak
 resident set size during the epoch minus its RSS before it (after imports, data and model
@@ -165,18 +165,22 @@ def epoch_of(step, samples, batch):
     return epoch
 
 
-def time_steps(ours, theirs, samples, batch, epochs):
-    """Per-step times of both libraries, alternating step by step so that bursts of background
-    load hit both alike. Returns two lists of seconds."""
+def time_steps(ours, theirs, samples, batch, epochs, block=10):
+    """Per-step times of both libraries. They alternate in blocks of ``block`` steps (which
+    library goes first alternates too), so that slow phases of a shared machine hit both alike,
+    while each library still runs several steps in a row: alternating every single step would
+    let the idle thread pool of one library (OpenMP and OpenBLAS threads spin after each
+    parallel region) steal CPU from the other. Returns two lists of seconds."""
     t_ours, t_theirs = [], []
-    for _ in range(epochs):
-        for i in range(0, samples - batch + 1, batch):
-            start = time.perf_counter()
-            ours(i)
-            t_ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            theirs(i)
-            t_theirs.append(time.perf_counter() - start)
+    starts = list(range(0, samples - batch + 1, batch)) * epochs
+    for b, first in enumerate(range(0, len(starts), block)):
+        chunk = starts[first : first + block]
+        pair = ((ours, t_ours), (theirs, t_theirs))
+        for step, times in pair if b % 2 == 0 else pair[::-1]:
+            for i in chunk:
+                start = time.perf_counter()
+                step(i)
+                times.append(time.perf_counter() - start)
     return t_ours, t_theirs
 
 
@@ -279,17 +283,13 @@ def main(argv=None):
             theirs(i)
         t_ours, t_theirs = time_steps(ours, theirs, args.samples, args.batch, args.epochs)
         m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
-        ratios = [a / b for a, b in zip(t_ours, t_theirs)]
         print(f"[{model}] {net.num_parameters()} parameters, {len(t_ours)} timed steps each")
         for name, m, t in (("nnparts", m_ours, t_ours), ("pytorch", m_theirs, t_theirs)):
             print(
                 f"  {name}: median step {m * 1e3:.1f} ms -> epoch {m * steps_per_epoch:.1f} s "
                 f"(sum of steps scaled: {sum(t) * 60000 / (args.samples * args.epochs):.1f} s)"
             )
-        print(
-            f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f} (median of per-step ratios "
-            f"{statistics.median(ratios):.2f})"
-        )
+        print(f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f}")
         if not args.no_memory:
             mem = {lib: measure_memory(lib, model, args.samples, args.batch)
                    for lib in ("nnparts", "torch")}  # fmt: skip
