@@ -195,7 +195,8 @@ class Conv2d(Function):
         col_t = col.reshape(C * kh * kw, N * OH * OW)
         # (O, C, kh, kw) -> (O, C*kh*kw): a view, the row order of col_t
         w_row = weight.reshape(O, C * kh * kw).astype(dtype, copy=False)
-        out_t = w_row @ col_t  # (O, N*OH*OW): one GEMM
+        out_t, _ = _workspace.take((O, N * OH * OW), dtype)
+        np.matmul(w_row, col_t, out=out_t)  # (O, N*OH*OW): one GEMM
         if bias is not None:
             out_t += bias.astype(dtype, copy=False)[:, None]
         ctx.save(col_t, w_row)
@@ -205,6 +206,7 @@ class Conv2d(Function):
         # (O, N, OH*OW) -> (N, O, OH*OW): copies contiguous rows of OH*OW values
         out = np.empty((N, O, OH * OW), dtype=dtype)
         np.copyto(out, out_t.reshape(O, N, OH * OW).transpose(1, 0, 2))
+        _workspace.give(out_t)
         return out.reshape(N, O, OH, OW)
 
     @staticmethod
