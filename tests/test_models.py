@@ -103,3 +103,11 @@ def test_short_cnn_training_beats_the_same_mlp_training(fashion_dir):
         cnn["test_accuracy"],
         mlp["test_accuracy"],
     )
+
+
+def test_int_seed_gives_independent_weight_and_bias():
+    # one generator per layer: the bias must not repeat the first weights
+    for layer in (nn.Linear(5, 3, rng=0), nn.Conv2d(2, 3, 3, rng=0)):
+        assert not np.allclose(layer.bias.data, layer.weight.data.reshape(-1)[:3])
+        again = type(layer)(*((5, 3) if isinstance(layer, nn.Linear) else (2, 3, 3)), rng=0)
+        np.testing.assert_array_equal(again.weight.data, layer.weight.data)

@@ -10,6 +10,7 @@ from nnparts import init as initializers
 from nnparts.functional.conv import _pair, conv2d
 from nnparts.functional.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 from nnparts.nn.module import Module, Parameter
+from nnparts.random import get_rng
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
 
@@ -60,6 +61,7 @@ class Conv2d(Module):
             )
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         init_fn = initializers.get(init)
+        rng = get_rng(rng)  # one generator for weight and bias (an int seed would repeat)
         self.weight = Parameter(init_fn(shape, rng=rng, dtype=dtype))
         if bias:
             if init_fn is initializers.default:
