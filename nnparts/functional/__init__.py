@@ -1,5 +1,10 @@
 """Differentiable operations (``import nnparts.functional as F``)."""
 
+from nnparts.functional.activations import *
+from nnparts.functional.conv import *
+from nnparts.functional.dropout import *
+from nnparts.functional.layers import linear
+from nnparts.functional.losses import *
 from nnparts.functional.math import (
     abs,
     add,
@@ -26,10 +31,5 @@ from nnparts.functional.math import (
     transpose,
     where,
 )
-from nnparts.functional.layers import linear
-from nnparts.functional.activations import *
-from nnparts.functional.losses import *
-from nnparts.functional.dropout import *
-from nnparts.functional.conv import *
-from nnparts.functional.pooling import *
 from nnparts.functional.normalization import *
+from nnparts.functional.pooling import *
