@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparts import threads
 from nnparts.tensor import Function, Tensor
 
 __all__ = [
@@ -156,14 +157,27 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0)
+        y = np.empty_like(x)
+        xf, yf = x.reshape(-1), y.reshape(-1)  # chunks of the flat array on several threads
+        threads.parallel_for(xf.size, xf.size, lambda s, e: np.maximum(xf[s:e], 0, out=yf[s:e]))
         ctx.save(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
-        return g * (y > 0)
+        dx = np.empty(np.broadcast_shapes(g.shape, y.shape), dtype=np.result_type(g, y))
+        if g.shape != y.shape or not (g.flags.c_contiguous and y.flags.c_contiguous):
+            np.multiply(g, y > 0, out=dx)
+            return dx
+        gf, yf, df = g.reshape(-1), y.reshape(-1), dx.reshape(-1)
+
+        def chunk(s, e):
+            np.greater(yf[s:e], 0, out=df[s:e])  # 1.0 where y > 0, else 0.0
+            df[s:e] *= gf[s:e]
+
+        threads.parallel_for(gf.size, gf.size, chunk)
+        return dx
 
 
 class LeakyReLU(Function):

@@ -36,6 +36,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nnparts import threads
 from nnparts.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
@@ -180,7 +181,12 @@ def col2im(dcol, input_shape, stride, padding) -> np.ndarray:
 
 
 class Conv2d(Function):
-    """``out^T = W_col^T @ col^T + b`` (see the module docstring for the layout)."""
+    """``out^T = W_col^T @ col^T + b`` (see the module docstring for the layout).
+
+    The work is cut into ranges of samples, each done start to finish (padding, im2col copy,
+    GEMM, bias, copy to NCHW) by one thread of :mod:`nnparts.threads`; the backward likewise,
+    with the per-range weight gradients added at the end.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
@@ -190,46 +196,98 @@ class Conv2d(Function):
         dtype = np.result_type(x, weight) if bias is None else np.result_type(x, weight, bias)
         N, C, H, W = x.shape
         O, _, kh, kw = weight.shape
-        col = im2col(x, (kh, kw), stride, padding, dtype)
-        OH, OW = col.shape[4:]
-        col_t = col.reshape(C * kh * kw, N * OH * OW)
+        (sh, sw), (ph, pw) = stride, padding
+        OH, OW = _output_size(H, kh, sh, ph), _output_size(W, kw, sw, pw)
+        L, K = OH * OW, C * kh * kw
+        col = np.empty((C, kh, kw, N, OH, OW), dtype=dtype)
+        col_t = col.reshape(K, N * L)  # a view: the columns of sample n are n*L .. (n+1)*L
         # (O, C, kh, kw) -> (O, C*kh*kw): a view, the row order of col_t
-        w_row = weight.reshape(O, C * kh * kw).astype(dtype, copy=False)
-        out_t, _ = _workspace.take((O, N * OH * OW), dtype)
-        np.matmul(w_row, col_t, out=out_t)  # (O, N*OH*OW): one GEMM
-        if bias is not None:
-            out_t += bias.astype(dtype, copy=False)[:, None]
+        w_row = weight.reshape(O, K).astype(dtype, copy=False)
+        b_col = None if bias is None else bias.astype(dtype, copy=False)[:, None]
+        xp = x
+        if ph or pw:
+            xp, reused = _workspace.take((N, C, H + 2 * ph, W + 2 * pw), x.dtype, tag=padding)
+            if not reused:
+                xp.fill(0)  # the border stays zero: later uses only overwrite the interior
+        out_t, _ = _workspace.take((O, N * L), dtype)
+        out = np.empty((N, O, L), dtype=dtype)
+
+        def samples(s, e):
+            if xp is not x:
+                xp[s:e, :, ph : ph + H, pw : pw + W] = x[s:e]
+            windows = sliding_window_view(xp[s:e], (kh, kw), axis=(2, 3))
+            windows = windows[:, :, ::sh, ::sw][:, :, :OH, :OW]  # (n, C, OH, OW, kh, kw)
+            np.copyto(col[:, :, :, s:e], windows.transpose(1, 4, 5, 0, 2, 3))
+            block = out_t[:, s * L : e * L]
+            np.matmul(w_row, col_t[:, s * L : e * L], out=block)  # the GEMM of these samples
+            if b_col is not None:
+                block += b_col
+            # (O, n, OH*OW) -> (n, O, OH*OW): copies contiguous rows of OH*OW values
+            np.copyto(out[s:e], block.reshape(O, e - s, L).transpose(1, 0, 2))
+
+        threads.parallel_for(N, N * K * L * O // 16, samples)
+        if xp is not x:
+            _workspace.give(xp, tag=padding)
+        _workspace.give(out_t)
         ctx.save(col_t, w_row)
-        ctx.shapes = (x.shape, weight.shape, col.shape)
+        ctx.shapes = (x.shape, weight.shape, (C, kh, kw, N, OH, OW))
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.stride, ctx.padding = stride, padding
-        # (O, N, OH*OW) -> (N, O, OH*OW): copies contiguous rows of OH*OW values
-        out = np.empty((N, O, OH * OW), dtype=dtype)
-        np.copyto(out, out_t.reshape(O, N, OH * OW).transpose(1, 0, 2))
-        _workspace.give(out_t)
         return out.reshape(N, O, OH, OW)
 
     @staticmethod
     def backward(ctx, g):
         col_t, w_row = ctx.saved
         x_shape, w_shape, col_shape = ctx.shapes
-        N, O, OH, OW = g.shape
+        C, kh, kw, _, OH, OW = col_shape
+        N, O = g.shape[:2]
+        L, K = OH * OW, C * kh * kw
+        _, _, H, W = x_shape
+        (sh, sw), (ph, pw) = ctx.stride, ctx.padding
         needs = ctx.needs_grad
-        g_t3, _ = _workspace.take((O, N, OH * OW), col_t.dtype)  # dout^T: rows of OH*OW
-        np.copyto(g_t3, g.reshape(N, O, OH * OW).transpose(1, 0, 2))
-        g_t = g_t3.reshape(O, N * OH * OW)
+        need_x, need_w = needs[0], needs[1]
+        need_b = len(needs) > 2 and needs[2]
+        g_t, _ = _workspace.take((O, N * L), col_t.dtype)  # dout^T: rows of OH*OW per sample
+        g_t3 = g_t.reshape(O, N, L)
+        if need_x:
+            dcol, _ = _workspace.take((K, N * L), col_t.dtype)
+            dcol6 = dcol.reshape(col_shape)
+            dxp, _ = _workspace.take((C, N, H + 2 * ph, W + 2 * pw), col_t.dtype)
+            dx = np.empty(x_shape, dtype=col_t.dtype)
+        h_span, w_span = sh * (OH - 1) + 1, sw * (OW - 1) + 1
+
+        def samples(s, e):
+            cols = slice(s * L, e * L)
+            np.copyto(g_t3[:, s:e], g[s:e].reshape(e - s, O, L).transpose(1, 0, 2))
+            gw = g_t[:, cols] @ col_t[:, cols].T if need_w else None
+            gb = g_t[:, cols].sum(axis=1) if need_b else None
+            if need_x:
+                np.matmul(w_row.T, g_t[:, cols], out=dcol[:, cols])  # dcol^T = W_col dout^T
+                acc = dxp[:, s:e]
+                acc.fill(0)
+                for i in range(kh):  # col2im: one strided add per kernel offset
+                    for j in range(kw):
+                        acc[:, :, i : i + h_span : sh, j : j + w_span : sw] += dcol6[:, i, j, s:e]
+                np.copyto(dx[s:e], acc[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3))
+            return gw, gb
+
+        parts = threads.parallel_map(N, N * K * L * O // 8, samples)
         gx = gw = gb = None
-        if needs[1]:
-            gw = (g_t @ col_t.T).reshape(w_shape).astype(ctx.dtypes[1], copy=False)
-        if len(needs) > 2 and needs[2]:
-            gb = g_t.sum(axis=1).astype(ctx.dtypes[2], copy=False)
-        if needs[0]:
-            dcol, _ = _workspace.take((col_t.shape[0], g_t.shape[1]), col_t.dtype)
-            np.matmul(w_row.T, g_t, out=dcol)  # dcol^T = W_col dout^T
-            gx = col2im(dcol.reshape(col_shape), x_shape, ctx.stride, ctx.padding)
-            gx = gx.astype(ctx.dtypes[0], copy=False)
+        if need_w:
+            gw = parts[0][0]
+            for part in parts[1:]:
+                gw += part[0]
+            gw = gw.reshape(w_shape).astype(ctx.dtypes[1], copy=False)
+        if need_b:
+            gb = parts[0][1]
+            for part in parts[1:]:
+                gb += part[1]
+            gb = gb.astype(ctx.dtypes[2], copy=False)
+        if need_x:
+            gx = dx.astype(ctx.dtypes[0], copy=False)
             _workspace.give(dcol)
-        _workspace.give(g_t3)
+            _workspace.give(dxp)
+        _workspace.give(g_t)
         return gx, gw, gb
 
 

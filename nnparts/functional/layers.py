@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nnparts import threads
 from nnparts.tensor import Function, Tensor
 
 
@@ -28,7 +29,7 @@ class Linear(Function):
                 f"expected ({weight.shape[1]},)"
             )
         ctx.save(x, weight)
-        y = x @ weight
+        y = threads.matmul(x, weight) if x.ndim == 2 else x @ weight
         if bias is not None:
             y += bias
         return y
@@ -37,14 +38,21 @@ class Linear(Function):
     def backward(ctx, g):
         x, weight = ctx.saved
         needs = ctx.needs_grad
-        gx = g @ weight.T if needs[0] else None
-        gw = gb = None
-        if needs[1] or (len(needs) > 2 and needs[2]):
-            g2 = g.reshape(-1, g.shape[-1])
-            if needs[1]:
-                gw = x.reshape(-1, x.shape[-1]).T @ g2
-            if len(needs) > 2 and needs[2]:
-                gb = g2.sum(axis=0)
+        need_b = len(needs) > 2 and needs[2]
+        g2 = g.reshape(-1, g.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        gb = g2.sum(axis=0) if need_b else None
+        if needs[0] and needs[1] and g.ndim == 2:
+            # the two products are independent and of similar size: one on each thread
+            gx, gw = threads.parallel_tasks(
+                x.size * weight.shape[1] // 32, lambda: g @ weight.T, lambda: x2.T @ g2
+            )
+            return gx, gw, gb
+        gx = gw = None
+        if needs[0]:
+            gx = threads.matmul(g, weight.T) if g.ndim == 2 else g @ weight.T
+        if needs[1]:
+            gw = threads.matmul(x2.T, g2)
         return gx, gw, gb
 
 

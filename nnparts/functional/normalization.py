@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from nnparts import threads
 from nnparts.tensor import Function, Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "weight_norm"]
@@ -95,14 +96,26 @@ class BatchNormTrain(Function):
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, stats=None):
         xv = _channel_view(x)
         m = x.size // x.shape[1]
-        mean = _channel_sum(xv) / m
-        xc = xv - _bshape(mean, xv.ndim)
-        var = _channel_dot(xc, xc) / m
-        inv_std = 1.0 / np.sqrt(var + eps)
-        scale = inv_std if weight is None else weight * inv_std
-        y = xc * _bshape(scale.astype(np.result_type(xc, scale), copy=False), xv.ndim)
-        if bias is not None:
-            y += _bshape(bias, xv.ndim)
+        C = x.shape[1]
+        dt = np.result_type(x, weight) if weight is not None else x.dtype
+        xc = np.empty(xv.shape, dtype=dt)
+        y = np.empty(xv.shape, dtype=dt)
+        mean = np.empty(C, dtype=x.dtype)
+        var = np.empty(C, dtype=dt)
+        inv_std = np.empty(C, dtype=dt)
+
+        def channels(s, e):  # a range of channels, on one thread of nnparts.threads
+            xs, xcs = xv[:, s:e], xc[:, s:e]
+            mean[s:e] = _channel_sum(xs) / m
+            np.subtract(xs, _bshape(mean[s:e], xv.ndim), out=xcs)
+            var[s:e] = _channel_dot(xcs, xcs) / m
+            inv_std[s:e] = 1.0 / np.sqrt(var[s:e] + eps)
+            scale = inv_std[s:e] if weight is None else weight[s:e] * inv_std[s:e]
+            np.multiply(xcs, _bshape(scale.astype(dt, copy=False), xv.ndim), out=y[:, s:e])
+            if bias is not None:
+                y[:, s:e] += _bshape(bias[s:e], xv.ndim)
+
+        threads.parallel_for(C, x.size, channels)
         if stats is not None:  # hand the batch statistics to the caller (running averages)
             stats["mean"], stats["var"] = mean, var
         ctx.save(xc, inv_std, weight)
@@ -115,18 +128,29 @@ class BatchNormTrain(Function):
         xc, inv_std, weight = ctx.saved
         m = ctx.m
         gv = _channel_view(g)
-        dbeta = _channel_sum(gv)
-        dgamma = _channel_dot(gv, xc) * inv_std  # sum(dy * x_hat)
+        C = xc.shape[1]
         needs = ctx.needs_grad
-        dx = None
-        if needs[0]:
-            k = inv_std if weight is None else weight * inv_std
-            a = _bshape((k * inv_std * dgamma / m).astype(xc.dtype, copy=False), xc.ndim)
-            c = _bshape((k * dbeta / m).astype(xc.dtype, copy=False), xc.ndim)
-            dx = gv * _bshape(k.astype(xc.dtype, copy=False), xc.ndim)
-            tmp = xc * a
-            dx -= tmp
-            dx -= c
+        dbeta = np.empty(C, dtype=np.result_type(g, xc))
+        dgamma = np.empty(C, dtype=dbeta.dtype)
+        dx = np.empty(xc.shape, dtype=np.result_type(g, xc)) if needs[0] else None
+
+        def channels(s, e):  # a range of channels, on one thread of nnparts.threads
+            gs, xcs = gv[:, s:e], xc[:, s:e]
+            dbeta[s:e] = _channel_sum(gs)
+            dgamma[s:e] = _channel_dot(gs, xcs) * inv_std[s:e]  # sum(dy * x_hat)
+            if dx is None:
+                return
+            inv = inv_std[s:e]
+            k = inv if weight is None else weight[s:e] * inv
+            a = _bshape((k * inv * dgamma[s:e] / m).astype(xc.dtype, copy=False), xc.ndim)
+            c = _bshape((k * dbeta[s:e] / m).astype(xc.dtype, copy=False), xc.ndim)
+            out = dx[:, s:e]
+            np.multiply(gs, _bshape(k.astype(xc.dtype, copy=False), xc.ndim), out=out)
+            out -= xcs * a
+            out -= c
+
+        threads.parallel_for(C, xc.size, channels)
+        if dx is not None:
             dx = dx.reshape(ctx.shape)
         if weight is None:
             return (dx,)

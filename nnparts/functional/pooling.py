@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparts import threads
 from nnparts.functional.conv import _pair
 from nnparts.tensor import Function, Tensor
 
@@ -101,9 +102,13 @@ class MaxPool2d(Function):
         xp = _pad(x, padding, -np.inf)
         views = [xp[:, :, p : p + hspan : sh, q : q + wspan : sw] for p, q in _offsets(kernel)]
         out = np.empty_like(views[0])  # order="K": keeps channels-last memory
-        np.copyto(out, views[0])
-        for v in views[1:]:
-            np.maximum(out, v, out=out)
+
+        def samples(s, e):  # a range of samples, on one thread of nnparts.threads
+            np.copyto(out[s:e], views[0][s:e])
+            for v in views[1:]:
+                np.maximum(out[s:e], v[s:e], out=out[s:e])
+
+        threads.parallel_for(len(out), xp.size, samples)
         ctx.save(xp, out)
         ctx.geometry = (x.shape, kernel, stride, padding, hspan, wspan, _channels_last(x))
         return out
@@ -122,18 +127,23 @@ class MaxPool2d(Function):
             dxp = full((N, Hp, Wp, C), dtype=g.dtype).transpose(0, 3, 1, 2)
         else:
             dxp = full((N, C, Hp, Wp), dtype=g.dtype)
-        taken = np.zeros_like(out, dtype=bool)  # windows whose maximum is already routed
-        is_max = np.empty_like(out, dtype=bool)
-        for k, (p, q) in enumerate(_offsets(kernel)):
-            rows, cols = slice(p, p + hspan, sh), slice(q, q + wspan, sw)
-            np.equal(xp[:, :, rows, cols], out, out=is_max)
-            if k:
-                np.greater(is_max, taken, out=is_max)  # is_max and not taken: first max wins
-            np.logical_or(taken, is_max, out=taken)
-            if disjoint:  # each input position belongs to one window: write, no add
-                np.multiply(g, is_max, out=dxp[:, :, rows, cols])
-            else:
-                dxp[:, :, rows, cols] += g * is_max
+        taken_all = np.zeros_like(out, dtype=bool)  # windows whose maximum is already routed
+        is_max_all = np.empty_like(out, dtype=bool)
+
+        def samples(s, e):  # a range of samples, on one thread of nnparts.threads
+            taken, is_max, gs, d = taken_all[s:e], is_max_all[s:e], g[s:e], dxp[s:e]
+            for k, (p, q) in enumerate(_offsets(kernel)):
+                rows, cols = slice(p, p + hspan, sh), slice(q, q + wspan, sw)
+                np.equal(xp[s:e, :, rows, cols], out[s:e], out=is_max)
+                if k:
+                    np.greater(is_max, taken, out=is_max)  # is_max and not taken: first max
+                np.logical_or(taken, is_max, out=taken)
+                if disjoint:  # each input position belongs to one window: write, no add
+                    np.multiply(gs, is_max, out=d[:, :, rows, cols])
+                else:
+                    d[:, :, rows, cols] += gs * is_max
+
+        threads.parallel_for(len(out), dxp.size, samples)
         return dxp[:, :, ph : ph + H, pw : pw + W]
 
 

@@ -1,0 +1,138 @@
+"""The multithreaded paths give the same numbers as one thread (and as PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnparts
+from nnparts import functional as F
+from nnparts import threads
+
+
+@pytest.fixture
+def many_threads():
+    """Split every op, however small, over 3 threads (odd, so chunks are uneven)."""
+    threads.set_num_threads(3)
+    threads.set_min_work(0)
+    yield
+    threads.set_min_work(1 << 18)
+    threads.set_num_threads(1)
+    threads.set_num_threads(threads._default_threads())
+
+
+def test_chunks_cover_the_range_once():
+    for total in (1, 2, 7, 100):
+        for parts in (1, 2, 3, 8):
+            ranges = threads.chunks(total, parts)
+            covered = [i for s, e in ranges for i in range(s, e)]
+            assert covered == list(range(total))
+    with pytest.raises(ValueError, match="positive integer"):
+        threads.set_num_threads(0)
+
+
+def _grads(fn, *arrays):
+    tensors = [nnparts.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    weights = np.random.default_rng(9).standard_normal(out.shape)
+    out.backward(weights)
+    return out.data, [t.grad for t in tensors]
+
+
+CONV_CASES = {"conv_pad_stride": {"stride": 2, "padding": 1}, "conv_plain": {}}
+
+
+@pytest.mark.parametrize("name", sorted(CONV_CASES))
+def test_threaded_conv_equals_single_threaded_and_torch(name, many_threads, torch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    kw = CONV_CASES[name]
+
+    def fn(x, w, b):
+        return F.conv2d(x, w, b, **kw)
+
+    out3, grads3 = _grads(fn, x, w, b)
+    threads.set_num_threads(1)
+    out1, grads1 = _grads(fn, x, w, b)
+    np.testing.assert_allclose(out3, out1, atol=1e-12)
+    for g3, g1 in zip(grads3, grads1):
+        np.testing.assert_allclose(g3, g1, atol=1e-10)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ref = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    ref.backward(torch.tensor(np.random.default_rng(9).standard_normal(ref.shape)))
+    np.testing.assert_allclose(out3, ref.detach().numpy(), atol=1e-8)
+    for g3, t in zip(grads3, (tx, tw, tb)):
+        np.testing.assert_allclose(g3, t.grad.numpy(), atol=1e-8)
+
+
+UNARY = {
+    "relu": (lambda x: F.relu(x), lambda t, x: t.relu(x)),
+    "max_pool_2": (lambda x: F.max_pool2d(x, 2), lambda t, x: t.nn.functional.max_pool2d(x, 2)),
+    "max_pool_3s2p1": (
+        lambda x: F.max_pool2d(x, 3, stride=2, padding=1),
+        lambda t, x: t.nn.functional.max_pool2d(x, 3, stride=2, padding=1),
+    ),
+    "batch_norm": (
+        lambda x: F.batch_norm(x, None, None, training=True),
+        lambda t, x: t.nn.functional.batch_norm(x, None, None, training=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_threaded_unary_ops_equal_torch(name, many_threads, torch):
+    ours, theirs = UNARY[name]
+    x = np.random.default_rng(2).standard_normal((5, 7, 6, 6))
+    x[0, 0, :2, :2] = 0.0  # ties for the pools
+    out, (gx,) = _grads(ours, x)
+    tx = torch.tensor(x, requires_grad=True)
+    ref = theirs(torch, tx)
+    ref.backward(torch.tensor(np.random.default_rng(9).standard_normal(ref.shape)))
+    np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), atol=1e-8)
+
+
+def test_threaded_linear_equals_torch(many_threads, torch):
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((10, 6)), rng.standard_normal((6, 5)), rng.standard_normal(5)
+    out, (gx, gw, gb) = _grads(F.linear, x, w, b)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w.T.copy(), b))
+    ref = torch.nn.functional.linear(tx, tw, tb)
+    ref.backward(torch.tensor(np.random.default_rng(9).standard_normal(ref.shape)))
+    np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(gw, tw.grad.numpy().T, atol=1e-10)
+    np.testing.assert_allclose(gb, tb.grad.numpy(), atol=1e-10)
+
+
+def test_threaded_adam_is_bit_identical_to_one_thread(many_threads, torch):
+    from nnparts import nn, optim
+
+    def run(num_threads):
+        threads.set_num_threads(num_threads)
+        rng = np.random.default_rng(3)
+        params = [nn.Parameter(rng.standard_normal(s)) for s in ((13, 7), (7,), (5, 3, 2))]
+        opt = optim.Adam(params, lr=0.01)
+        for _ in range(20):
+            for p in params:
+                p.grad = rng.standard_normal(p.shape)
+            opt.step()
+        return [p.data.copy() for p in params]
+
+    threaded, single = run(3), run(1)
+    for a, b in zip(threaded, single):
+        np.testing.assert_array_equal(a, b)
+    # and the same trajectory as torch.optim.Adam
+    rng = np.random.default_rng(3)
+    tparams = [
+        torch.tensor(rng.standard_normal(s), requires_grad=True) for s in ((13, 7), (7,), (5, 3, 2))
+    ]
+    topt = torch.optim.Adam(tparams, lr=0.01)
+    for _ in range(20):
+        for p in tparams:
+            p.grad = torch.tensor(rng.standard_normal(tuple(p.shape)))
+        topt.step()
+    for a, t in zip(threaded, tparams):
+        np.testing.assert_allclose(a, t.detach().numpy(), atol=1e-10)
