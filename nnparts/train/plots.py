@@ -25,6 +25,8 @@ def _save(fig, path):
 def plot_curves(history: list[dict], path, title: str = ""):
     """Loss and accuracy per epoch, train vs validation."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
@@ -32,6 +34,7 @@ def plot_curves(history: list[dict], path, title: str = ""):
         if all(f"val_{key}" in h for h in history):
             ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
