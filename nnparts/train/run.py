@@ -20,24 +20,9 @@ from nnparts.train.metrics import accuracy, confusion_matrix
 from nnparts.train.models import build_model
 from nnparts.train.trainer import Trainer, load_model_state
 
-CLASS_NAMES = {
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
-}
-
 
 def class_names(dataset: str, num_classes: int = 10) -> list[str]:
-    return CLASS_NAMES.get(dataset, [str(i) for i in range(num_classes)])
+    return list(datasets.CLASSES.get(dataset, [str(i) for i in range(num_classes)]))
 
 
 def versions() -> dict:
