@@ -105,3 +105,13 @@ def test_version_and_help(capsys):
     assert "nnparts" in capsys.readouterr().out
     assert cli.main([]) == 0
     assert "train" in capsys.readouterr().out
+
+
+def test_every_recipe_is_a_valid_config():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 4
+    for path in recipes:
+        cfg = configs.resolve(configs.load_file(path))
+        assert cfg["train"]["epochs"] >= 1, path
