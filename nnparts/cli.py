@@ -136,8 +136,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, RuntimeError) as e:
-        if type(e).__name__ == "DivergenceError":
-            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

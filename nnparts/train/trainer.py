@@ -10,6 +10,7 @@ import numpy as np
 import nnparts
 from nnparts import functional as F
 from nnparts import random as nnrandom
+from nnparts.optim.lr_scheduler import ReduceLROnPlateau
 from nnparts.tensor import Tensor, no_grad
 from nnparts.train import checkpoint as ckpt
 from nnparts.train.callbacks import check_finite
@@ -145,7 +146,7 @@ class Trainer:
             logs["seconds"] = time.perf_counter() - start
             self.epoch += 1
             if self.scheduler is not None:
-                if type(self.scheduler).__name__ == "ReduceLROnPlateau":
+                if isinstance(self.scheduler, ReduceLROnPlateau):
                     self.scheduler.step(logs.get("val_loss", logs["train_loss"]))
                 else:
                     self.scheduler.step()
