@@ -71,3 +71,11 @@ def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path, fashion_dir):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
     assert sys.version_info >= (3, 10)
+
+
+def test_readme_python_example_runs(capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block, "README.md has a ```python example"
+    exec(compile(block.group(1), "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "True"  # its gradcheck line
