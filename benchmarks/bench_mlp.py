@@ -80,7 +80,7 @@ def torch_epoch_fn(x, y, weights, optimizer, batch):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return epoch
 
