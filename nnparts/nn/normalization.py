@@ -16,6 +16,22 @@ from nnparts.tensor import Tensor
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "InstanceNorm2d", "GroupNorm", "WeightNorm"]
 
 
+def _channel_state(module, num_features, affine, track_running_stats, dtype):
+    """Per-channel gamma/beta (ones/zeros) and running statistics, as PyTorch's norms hold."""
+    module.affine, module.track_running_stats = bool(affine), bool(track_running_stats)
+    if affine:
+        module.weight = Parameter(np.ones(num_features, dtype=dtype))
+        module.bias = Parameter(np.zeros(num_features, dtype=dtype))
+    else:
+        module.weight = module.bias = None
+    if track_running_stats:
+        module.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+        module.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+        module.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+    else:
+        module.running_mean = module.running_var = module.num_batches_tracked = None
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d (they differ only in the accepted input rank)."""
 
@@ -38,18 +54,7 @@ class _BatchNorm(Module):
             raise ValueError(f"momentum must be in [0, 1] (or None), got {momentum}")
         self.num_features = int(num_features)
         self.eps, self.momentum = float(eps), momentum
-        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.weight = self.bias = None
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+        _channel_state(self, num_features, affine, track_running_stats, dtype)
 
     def reset_running_stats(self):
         if self.track_running_stats:
@@ -204,18 +209,7 @@ class InstanceNorm2d(Module):
             raise ValueError(f"InstanceNorm2d needs num_features > 0, got {num_features}")
         self.num_features = int(num_features)
         self.eps, self.momentum = float(eps), momentum
-        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.weight = self.bias = None
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
-        else:
-            self.running_mean = self.running_var = None
+        _channel_state(self, num_features, affine, track_running_stats, dtype)
 
     def forward(self, x):
         shape = tuple(np.shape(x.data if isinstance(x, Tensor) else x))
