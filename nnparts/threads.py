@@ -81,11 +81,14 @@ def parallel_for(total: int, work: int, fn) -> None:
     """Call ``fn(start, stop)`` on chunks of ``range(total)``, on several threads when ``work``
     (elements touched) is large enough. Chunks must write disjoint outputs."""
     threads = get_num_threads()
-    if threads == 1 or total < 2 or work < _state["min_work"]:
+    if threads == 1:
+        fn(0, total)
+        return
+    pool = _pool()  # also keeps BLAS to one thread, small ops included: same numbers every run
+    if total < 2 or work < _state["min_work"]:
         fn(0, total)
         return
     parts = chunks(total, threads)
-    pool = _pool()
     futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
     fn(*parts[0])
     for f in futures:
@@ -95,10 +98,12 @@ def parallel_for(total: int, work: int, fn) -> None:
 def parallel_map(total: int, work: int, fn) -> list:
     """Like :func:`parallel_for` but returns the list of ``fn(start, stop)`` results in order."""
     threads = get_num_threads()
-    if threads == 1 or total < 2 or work < _state["min_work"]:
+    if threads == 1:
+        return [fn(0, total)]
+    pool = _pool()
+    if total < 2 or work < _state["min_work"]:
         return [fn(0, total)]
     parts = chunks(total, threads)
-    pool = _pool()
     futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
     first = fn(*parts[0])
     return [first] + [f.result() for f in futures]
@@ -106,9 +111,11 @@ def parallel_map(total: int, work: int, fn) -> list:
 
 def parallel_tasks(work: int, *tasks) -> list:
     """Run independent zero-argument callables at the same time; return their results."""
-    if get_num_threads() == 1 or work < _state["min_work"] or len(tasks) < 2:
+    if get_num_threads() == 1:
         return [task() for task in tasks]
     pool = _pool()
+    if work < _state["min_work"] or len(tasks) < 2:
+        return [task() for task in tasks]
     futures = [pool.submit(task) for task in tasks[1:]]
     first = tasks[0]()
     return [first] + [f.result() for f in futures]
