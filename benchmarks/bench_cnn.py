@@ -6,7 +6,10 @@ Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 cl
 * ``cnn`` (issue 6's config): 2 x (conv 3x3 pad 1 -> BatchNorm2d -> ReLU -> max-pool 2)
   with 32 and 64 channels -> dense 128 -> ReLU -> dropout 0.5 -> dense 10;
 * ``simple`` (the course's SimpleConvNet): conv 30 5x5 -> ReLU -> max-pool 2 -> dense 100 ->
-  ReLU -> dense 10.
+  ReLU -> dense 10;
+* ``resnet`` (``recipes/resnet.yaml``'s network): a pre-activation ResNet, conv 3x3 stem with 32
+  channels, one pre-activation block per stage at 32, 64 and 128 channels (the later two halve
+  the size, with a 1x1 strided shortcut), BN-ReLU, global average pooling, dense 10.
 
 Each training step is timed; the two libraries alternate in blocks of 10 steps (after a
 warm-up) so slow phases of a shared machine hit both alike. The epoch time is the median step
@@ -22,6 +25,7 @@ torch buffers.
 
     python benchmarks/bench_cnn.py                       # both models, timing + memory
     python benchmarks/bench_cnn.py --models cnn --epochs 5
+    python benchmarks/bench_cnn.py --models resnet --epochs 1
     python benchmarks/bench_cnn.py --no-memory --samples 60000
 """
 
@@ -48,9 +52,16 @@ def make_data(samples, seed=0):
     return x, y
 
 
+RESNET = {"name": "resnet", "channels": [32, 64, 128], "blocks": [1, 1, 1], "dropout": 0.0}
+
+
 def build_nnparts(model: str, seed=1):
     from nnparts import nn
 
+    if model == "resnet":
+        from nnparts.train.models import build_model
+
+        return build_model(RESNET, (1, 28, 28), 10, rng=seed)
     if model == "cnn":
         net = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1, rng=seed),
@@ -80,12 +91,45 @@ def build_nnparts(model: str, seed=1):
     return net
 
 
+def torch_resnet(widths):
+    """The pre-activation ResNet of ``nnparts.train.models`` in PyTorch, its parameters
+    registered in the same order (bn1, conv1, bn2, conv2, shortcut)."""
+    import torch
+
+    T = torch.nn
+
+    class PreActBlock(T.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.bn1 = T.BatchNorm2d(cin)
+            self.conv1 = T.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn2 = T.BatchNorm2d(cout)
+            self.conv2 = T.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            needs = stride != 1 or cin != cout
+            self.shortcut = T.Conv2d(cin, cout, 1, stride, bias=False) if needs else None
+
+        def forward(self, x):
+            pre = torch.relu(self.bn1(x))
+            skip = x if self.shortcut is None else self.shortcut(pre)
+            return self.conv2(torch.relu(self.bn2(self.conv1(pre)))) + skip
+
+    layers, channels = [T.Conv2d(1, widths[0], 3, padding=1, bias=False)], widths[0]
+    for stage, width in enumerate(widths):
+        layers.append(PreActBlock(channels, width, 2 if stage else 1))
+        channels = width
+    layers += [T.BatchNorm2d(channels), T.ReLU(), T.AdaptiveAvgPool2d(1), T.Flatten(),
+               T.Linear(channels, 10)]  # fmt: skip
+    return T.Sequential(*layers)
+
+
 def build_torch(model: str, weights):
     """The same network in PyTorch, loaded with nnparts' initial weights (Linear transposed)."""
     import torch
 
     T = torch.nn
-    if model == "cnn":
+    if model == "resnet":
+        net = torch_resnet(RESNET["channels"])
+    elif model == "cnn":
         net = T.Sequential(
             T.Conv2d(1, 32, 3, padding=1), T.BatchNorm2d(32), T.ReLU(), T.MaxPool2d(2),
             T.Conv2d(32, 64, 3, padding=1), T.BatchNorm2d(64), T.ReLU(), T.MaxPool2d(2),
@@ -110,9 +154,11 @@ def nnparts_weights(net):
 
     out = []
     for m in net.modules():
+        if list(m.children()):  # containers and blocks: their leaves come next
+            continue
         if isinstance(m, nn.Linear):
             out += [("linear_weight", m.weight.data), ("bias", m.bias.data)]
-        elif m is not net and m.parameters() and not isinstance(m, nn.Sequential):
+        else:
             out += [("other", p.data) for p in m.parameters()]
     return out
 
@@ -241,7 +287,7 @@ def measure_memory(library, model, samples, batch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="cnn,simple", help="comma list of cnn, simple")
+    parser.add_argument("--models", default="cnn,simple", help="comma list of cnn, simple, resnet")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library")
@@ -255,8 +301,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
-        if m not in ("cnn", "simple"):
-            parser.error(f"unknown model {m!r}; choose from cnn, simple")
+        if m not in ("cnn", "simple", "resnet"):
+            parser.error(f"unknown model {m!r}; choose from cnn, simple, resnet")
     if args.memory_child:
         memory_child(args.memory_child, models[0], args.samples, args.batch)
         return

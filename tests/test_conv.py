@@ -201,3 +201,54 @@ def test_scratch_buffers_do_not_leak_between_calls(torch, rng):
         np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-8)
         np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-8)
         np.testing.assert_allclose(W.grad, tw.grad.numpy(), atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, path",
+    [
+        (3, 1, 1, "transposed convolution"),  # dx as a convolution of dout with flipped weights
+        (3, 2, 1, "col2im"),  # strided: dcol^T = W^T dout^T, then col2im
+        (1, 1, 0, "pointwise"),  # 1x1: the GEMMs read the images themselves
+        (2, 1, 2, "col2im"),  # padding > kernel - 1: no transposed form
+    ],
+)
+@pytest.mark.parametrize("num_threads", [1, 3])
+def test_conv2d_in_chunks_of_samples_matches_torch(
+    torch, rng, monkeypatch, kernel, stride, padding, path, num_threads
+):
+    """The batch is walked a few samples at a time (chunks of ~CHUNK_BYTES of col^T), on each
+    thread: with tiny chunks, 13 samples make full chunks, a remainder chunk and one-sample
+    chunks on every path of the backward, and the result still equals PyTorch."""
+    from nnparts import threads
+    from nnparts.functional import conv
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 3 * 4 * 9 * 36 * 8)  # 3 samples of 4ch 3x3 6x6
+    threads.set_num_threads(num_threads)
+    threads.set_min_work(0)
+    try:
+        x = rng.standard_normal((13, 4, 6, 6))
+        w = rng.standard_normal((5, 4, kernel, kernel))
+        b = rng.standard_normal(5)
+        X, Wt, B = (nnparts.Tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.conv2d(X, Wt, B, stride=stride, padding=padding)
+        g = rng.standard_normal(y.shape)
+        y.backward(g)
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_num_threads(threads._default_threads())
+    ty, tx, tw, tb = _torch_conv(torch, x, w, b, stride, padding, g)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-10, rtol=0)
+
+
+def test_conv2d_saves_the_input_not_its_im2col(rng):
+    """The graph keeps only the input for the backward (col^T is recomputed a chunk at a time),
+    so a 3x3 convolution holds no array 9x the size of its input."""
+    x = nnparts.Tensor(rng.standard_normal((8, 4, 10, 10)).astype(np.float32))
+    w = nnparts.Tensor(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    saved = y._ctx[1].saved
+    assert max(a.size for a in saved) == x.data.size
+    assert any(a is x.data for a in saved)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from nnparts import nn
 
 
@@ -83,7 +85,7 @@ def build_resnet(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn.M
     for stage, (width, count) in enumerate(zip(widths, blocks)):
         for i in range(count):
             stride = 2 if (stage > 0 and i == 0) else 1
-            layers.append(nn.PreActBlock(channels, width, stride=stride))
+            layers.append(nn.PreActBlock(channels, width, stride=stride, rng=rng))
             channels = width
     layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.GlobalAvgPool2d()]
     if cfg["dropout"] > 0:
@@ -97,12 +99,12 @@ def build_densenet(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn
     channels = 2 * k
     layers = [nn.Conv2d(in_shape[0], channels, 3, padding=1, bias=False, init="he_normal", rng=rng)]
     for i, count in enumerate(cfg["block_layers"]):
-        block = nn.DenseBlock(count, channels, k, bottleneck=cfg["bottleneck"])
+        block = nn.DenseBlock(count, channels, k, bottleneck=cfg["bottleneck"], rng=rng)
         layers.append(block)
         channels = block.out_channels
         if i < len(cfg["block_layers"]) - 1:
             out = max(1, int(math.floor(cfg["compression"] * channels)))
-            layers.append(nn.Transition(channels, out))
+            layers.append(nn.Transition(channels, out, rng=rng))
             channels = out
     layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.GlobalAvgPool2d()]
     if cfg["dropout"] > 0:
@@ -114,7 +116,10 @@ def build_densenet(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn
 def build_model(
     cfg: dict, in_shape: tuple = (1, 28, 28), num_classes: int = 10, rng=None
 ) -> nn.Module:
-    """The model described by a config's ``model`` section."""
+    """The model described by a config's ``model`` section; ``rng`` (a Generator or an int seed)
+    draws every layer's initial weights, one stream for the whole model."""
+    if isinstance(rng, (int, np.integer)):
+        rng = np.random.default_rng(int(rng))
     name = cfg["name"]
     if name == "mlp":
         return build_mlp(cfg, math.prod(in_shape), num_classes, rng=rng)
