@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "test"])
     ev.add_argument("--data-dir", help="folder with the dataset files")
     ev.add_argument("--out", help="folder for metrics.json and confusion.png")
+    ev.add_argument(
+        "--tta",
+        choices=["none", "hflip"],
+        help="test-time augmentation (default: the checkpoint config's train.tta); "
+        "hflip averages the probabilities of each image and its mirror image",
+    )
 
     try:
         from nnparts.data import cli as data_cli
@@ -90,6 +96,12 @@ def _train(args, overrides) -> int:
             f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}"
             f"  ({metrics['timing']['wall_time_seconds']:.0f} s)"
         )
+        if metrics.get("tta"):
+            tta = metrics["tta"]
+            print(
+                f"with test-time augmentation ({tta['method']}): test accuracy "
+                f"{tta['test_accuracy']:.4f}  test loss {tta['test_loss']:.4f}"
+            )
         if args.out:
             print(f"wrote {args.out}/metrics.json, curves.png, final.npz")
     return 0
@@ -104,9 +116,12 @@ def _evaluate(args) -> int:
         split=args.split,
         data_dir=args.data_dir,
         out=args.out,
+        tta=args.tta,
     )
     print(
-        f"{metrics['dataset']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}  "
+        f"{metrics['dataset']} {metrics['split']}"
+        + (f" (test-time augmentation {metrics['tta']})" if metrics["tta"] != "none" else "")
+        + f": accuracy {metrics['accuracy']:.4f}  "
         f"loss {metrics['loss']:.4f}"
     )
     if args.out:

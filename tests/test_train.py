@@ -183,3 +183,48 @@ def test_evaluate_command_writes_metrics_and_confusion(fashion_dir, tmp_path, ca
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 0
     assert np.array(saved["confusion_matrix"]).sum() == 10000
     assert abs(saved["accuracy"] - metrics["test_accuracy"]) < 0.05  # 10k vs a 1k slice
+
+
+def test_hflip_test_time_augmentation_averages_an_image_and_its_mirror(rng):
+    """predict(tta="hflip") returns log of the mean softmax of x and flip(x): its softmax is that
+    mean, its argmax the averaged vote; on mirror-symmetric images it equals the plain softmax."""
+    from nnparts import functional as F
+    from nnparts.tensor import Tensor
+    from nnparts.train.trainer import predict
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
+    x = rng.standard_normal((5, 1, 3, 4)).astype(np.float32)
+    plain = predict(model, x, batch_size=2)
+    mirror = predict(model, np.ascontiguousarray(x[..., ::-1]), batch_size=2)
+    tta = predict(model, x, batch_size=2, tta="hflip")
+    mean = (F.softmax(Tensor(plain)).data + F.softmax(Tensor(mirror)).data) / 2
+    np.testing.assert_allclose(np.exp(tta), mean, rtol=1e-5)
+    np.testing.assert_allclose(F.softmax(Tensor(tta)).data, mean, rtol=1e-5)
+    symmetric = x + x[..., ::-1]
+    np.testing.assert_allclose(
+        predict(model, symmetric, tta="hflip"),
+        F.log_softmax(Tensor(predict(model, symmetric))).data,
+        atol=1e-5,
+    )
+    assert model.training  # the mode is restored
+    with pytest.raises(ValueError, match="allowed: none, hflip"):
+        predict(model, x, tta="vflip")
+
+
+def test_train_reports_tta_beside_the_plain_accuracy(fashion_dir, tmp_path, capsys):
+    cfg = small_config(fashion_dir, train__epochs=1, train__tta="hflip")
+    metrics = run.train(cfg, out=str(tmp_path), quiet=True, progress=False)
+    assert metrics["tta"]["method"] == "hflip"
+    assert 0.5 < metrics["tta"]["test_accuracy"] <= 1.0
+    assert metrics["tta"]["test_accuracy"] != metrics["test_accuracy"] or (
+        metrics["tta"]["test_loss"] != metrics["test_loss"]
+    )
+    assert run.train(small_config(fashion_dir, train__epochs=1), quiet=True)["tta"] is None
+    code = cli.main(
+        ["evaluate", "--checkpoint", str(tmp_path / "final.npz"), "--data-dir", fashion_dir,
+         "--tta", "none", "--out", str(tmp_path / "eval")]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["tta"] == "none"
+    with pytest.raises(configs.ConfigError, match="train.tta: invalid value 'vflip'"):
+        small_config(fashion_dir, train__tta="vflip")

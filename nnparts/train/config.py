@@ -64,6 +64,9 @@ DEFAULTS: dict = {
         "grad_clip": None,  # max global gradient norm
         "early_stopping": {"monitor": "val_loss", "patience": None, "min_delta": 0.0},
         "eval_batch_size": 1000,
+        # test-time augmentation for the final test evaluation, reported beside the plain one:
+        # none | hflip (average the class probabilities of each image and its mirror image)
+        "tta": "none",
     },
 }
 
@@ -73,6 +76,7 @@ CHOICES = {
     ("data", "normalize"): ("standardize", "scale", "none"),
     ("scheduler", "name"): ("none", "step", "exponential", "cosine", "warmup", "plateau"),
     ("train", "early_stopping", "monitor"): ("val_loss", "val_accuracy"),
+    ("train", "tta"): ("none", "hflip"),
 }
 
 

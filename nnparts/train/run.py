@@ -16,9 +16,9 @@ from nnparts.random import manual_seed
 from nnparts.train import checkpoint as ckpt
 from nnparts.train import config as configs
 from nnparts.train.callbacks import Checkpoint, DivergenceError, EarlyStopping
-from nnparts.train.metrics import accuracy, confusion_matrix
+from nnparts.train.metrics import confusion_matrix
 from nnparts.train.models import build_model
-from nnparts.train.trainer import Trainer, load_model_state
+from nnparts.train.trainer import Trainer, evaluate_logits, load_model_state, predict
 
 
 def class_names(dataset: str, num_classes: int = 10) -> list[str]:
@@ -185,6 +185,16 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
     return trainer
 
 
+def tta_metrics(trainer, cfg: dict, x: np.ndarray, y: np.ndarray) -> dict | None:
+    """Test accuracy and loss with the config's test-time augmentation (None when it has none);
+    reported beside, never instead of, the plain ``test_accuracy``."""
+    method = cfg["train"]["tta"]
+    if method == "none":
+        return None
+    result = evaluate_logits(trainer.predict(x, tta=method), y)
+    return {"method": method, "test_accuracy": result["accuracy"], "test_loss": result["loss"]}
+
+
 def write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -222,7 +232,7 @@ def train(
     except DivergenceError as e:
         status, message = "diverged", str(e)
     logits = trainer.predict(prepared["x_test"])
-    test = trainer.evaluate(prepared["x_test"], prepared["y_test"])
+    test = evaluate_logits(logits, prepared["y_test"])
     preds = logits.argmax(axis=1)
     metrics = {
         "status": status,
@@ -232,6 +242,7 @@ def train(
         "best_val_accuracy": max(
             (h.get("val_accuracy", 0.0) for h in trainer.history), default=None
         ),
+        "tta": tta_metrics(trainer, cfg, prepared["x_test"], prepared["y_test"]),
         "epochs_completed": trainer.epoch,
         "num_parameters": trainer.model.num_parameters(),
         "history": [{k: v for k, v in h.items() if k != "seconds"} for h in trainer.history],
@@ -271,8 +282,12 @@ def evaluate(
     data_dir: str | None = None,
     out: str | None = None,
     download: bool = True,
+    tta: str | None = None,
 ) -> dict:
-    """Evaluate a saved model on a dataset split; write metrics.json and confusion.png."""
+    """Evaluate a saved model on a dataset split; write metrics.json and confusion.png.
+
+    ``tta``: test-time augmentation (``none`` or ``hflip``); None takes the checkpoint config's
+    ``train.tta``."""
     model_state, states, meta = ckpt.load(checkpoint)
     cfg = meta.get("config")
     if not cfg:
@@ -290,15 +305,9 @@ def evaluate(
         )
     model = build_model(cfg["model"], tuple(x.shape[1:]), 10)
     load_model_state(model, model_state, checkpoint)
-    model.eval()
-    xf = _to_float(x, stats)
-    logits = []
-    with nnparts.no_grad():
-        for i in range(0, len(xf), 1000):
-            logits.append(model(nnparts.Tensor(xf[i : i + 1000])).data)
-    logits = np.concatenate(logits)
-    with nnparts.no_grad():
-        loss = float(nnparts.functional.cross_entropy(nnparts.Tensor(logits), y).data)
+    tta = cfg["train"]["tta"] if tta is None else tta
+    logits = predict(model, _to_float(x, stats), cfg["train"]["eval_batch_size"], tta)
+    result = evaluate_logits(logits, y)
     preds = logits.argmax(axis=1)
     cm = confusion_matrix(preds, y, 10)
     names = class_names(dataset)
@@ -306,8 +315,9 @@ def evaluate(
         "checkpoint": os.path.abspath(checkpoint),
         "dataset": dataset,
         "split": split,
-        "accuracy": accuracy(logits, y),
-        "loss": loss,
+        "tta": tta,
+        "accuracy": result["accuracy"],
+        "loss": result["loss"],
         "per_class_accuracy": dict(zip(names, (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist())),
         "confusion_matrix": cm.tolist(),
         "versions": versions(),

@@ -113,22 +113,18 @@ class Trainer:
                 )
         return {"train_loss": total_loss / total_seen, "train_accuracy": total_correct / total_seen}
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits for ``x`` in evaluation mode, in batches."""
-        was_training = self.model.training
-        self.model.eval()
-        outs = []
-        with no_grad():
-            for i in range(0, len(x), self.eval_batch_size):
-                outs.append(self.model(Tensor(x[i : i + self.eval_batch_size])).data)
-        self.model.train(was_training)
-        return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+    def predict(self, x: np.ndarray, tta: str = "none") -> np.ndarray:
+        """Logits for ``x`` in evaluation mode, in batches.
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict:
-        logits = self.predict(x)
-        with no_grad():
-            loss = float(F.cross_entropy(Tensor(logits), y).data)
-        return {"loss": loss, "accuracy": accuracy(logits, y)}
+        ``tta="hflip"`` (test-time augmentation): the log of the mean class probabilities of
+        each image and its mirror image, ``log((softmax(f(x)) + softmax(f(flip(x)))) / 2)`` —
+        logits whose softmax is that mean, so accuracy and cross-entropy read them as usual.
+        """
+        return predict(self.model, x, self.eval_batch_size, tta)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, tta: str = "none") -> dict:
+        logits = self.predict(x, tta)
+        return evaluate_logits(logits, y)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, epochs: int) -> list[dict]:
@@ -210,6 +206,34 @@ class Trainer:
         load_model_state(self.model, model_state, path)
         self.load_state_dict(states["trainer"])
         return meta
+
+
+def predict(model, x: np.ndarray, batch_size: int = 1000, tta: str = "none") -> np.ndarray:
+    """Logits of ``model`` for ``x`` in evaluation mode, in batches (see :meth:`Trainer.predict`
+    for ``tta``)."""
+    if tta not in ("none", "hflip"):
+        raise ValueError(f"unknown test-time augmentation {tta!r}; allowed: none, hflip")
+    was_training = model.training
+    model.eval()
+    outs = []
+    with no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            logits = model(Tensor(xb)).data
+            if tta == "hflip":
+                probs = F.softmax(Tensor(logits), axis=-1).data
+                probs += F.softmax(model(Tensor(np.ascontiguousarray(xb[..., ::-1]))), axis=-1).data
+                logits = np.log(np.maximum(probs * 0.5, np.finfo(probs.dtype).tiny))
+            outs.append(logits)
+    model.train(was_training)
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def evaluate_logits(logits: np.ndarray, y: np.ndarray) -> dict:
+    """Mean cross-entropy and accuracy of ``logits`` against class indices ``y``."""
+    with no_grad():
+        loss = float(F.cross_entropy(Tensor(logits), y).data)
+    return {"loss": loss, "accuracy": accuracy(logits, y)}
 
 
 def load_model_state(model, model_state: dict, path="checkpoint"):
