@@ -111,6 +111,27 @@ def test_random_crop_is_a_shift_within_padding(rng):
         RandomCrop(size=12, padding=1)(x)
 
 
+@pytest.mark.parametrize("mode", ["edge", "reflect", "symmetric"])
+def test_random_crop_padding_modes_shift_within_the_padded_image(rng, mode):
+    """Shifted images take their new border from the image (as np.pad's mode): on standardized
+    data a constant 0 would be the mean grey, while 'edge' keeps a black background black."""
+    x = rng.random((20, 1, 8, 8)).astype(np.float32)
+    out = RandomShift(max_shift=2, padding_mode=mode)(x, rng=0)
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode=mode)
+    for i in range(len(x)):
+        windows = [padded[i, :, a : a + 8, b : b + 8] for a in range(5) for b in range(5)]
+        assert any(np.array_equal(out[i], w) for w in windows)
+    background = np.full((50, 1, 6, 6), -0.8, dtype=np.float32)
+    background[:, :, 2:4, 2:4] = 2.0  # a centred object on a dark background
+    assert RandomCrop(padding=2, padding_mode="edge")(background, rng=0).min() == np.float32(-0.8)
+    assert RandomCrop(padding=2)(background, rng=0).max(axis=(1, 2, 3)).min() == 2.0
+    assert (RandomCrop(padding=2)(background, rng=0) == 0).any()  # the grey frame of fill=0
+    with pytest.raises(ValueError, match="unknown padding_mode 'wrap'; allowed: constant, edge"):
+        RandomCrop(padding=2, padding_mode="wrap")
+    with pytest.raises(ValueError, match="reflect padding 8 needs images larger than 8"):
+        RandomCrop(padding=8, padding_mode="reflect")(x)
+
+
 def test_rotation_keeps_radius_and_samples_independent():
     h = w = 21
     x = np.zeros((3, 1, h, w))

@@ -200,19 +200,32 @@ class HorizontalFlip(Transform):
         return np.where(_per_sample(flip, x), x[..., ::-1], x), y
 
 
+PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
 class RandomCrop(Transform):
-    """Pad by ``padding`` pixels of ``fill`` on each side, then crop ``size`` at a random place.
+    """Pad by ``padding`` pixels on each side, then crop ``size`` at a random place.
 
     ``size=None`` keeps the input size: a random shift of up to ``padding`` pixels in each
     direction (the CIFAR recipe: pad 4, crop 32). One gather for the whole batch.
+
+    ``padding_mode`` (as torchvision's): ``"constant"`` pads with ``fill``; ``"edge"`` repeats
+    the border pixels; ``"reflect"`` / ``"symmetric"`` mirror the image without / with its
+    border. On standardized images ``fill=0`` is the *mean* pixel, a grey frame that test images
+    never have; ``"edge"`` keeps the background of centred objects (Fashion-MNIST, MNIST).
     """
 
     name = "random_crop"
 
-    def __init__(self, size=None, padding=4, fill=0, seed=None):
+    def __init__(self, size=None, padding=4, fill=0, padding_mode="constant", seed=None):
         super().__init__(seed)
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"unknown padding_mode {padding_mode!r}; allowed: {', '.join(PADDING_MODES)}"
+            )
+        self.padding_mode = padding_mode
         if size is not None:
             size = (size, size) if np.isscalar(size) else tuple(size)
             if len(size) != 2 or min(size) < 1:
@@ -230,7 +243,13 @@ class RandomCrop(Transform):
                 "use a smaller size or more padding"
             )
         pad = [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)]
-        xp = np.pad(x, pad, constant_values=self.fill).reshape(n, -1, hp, wp)
+        if self.padding_mode == "constant":
+            xp = np.pad(x, pad, constant_values=self.fill)
+        else:
+            if self.padding_mode == "reflect" and p >= min(h, w):
+                raise ValueError(f"reflect padding {p} needs images larger than {p}, got {(h, w)}")
+            xp = np.pad(x, pad, mode=self.padding_mode)
+        xp = xp.reshape(n, -1, hp, wp)
         top = rng.integers(0, hp - ch + 1, size=n)
         left = rng.integers(0, wp - cw + 1, size=n)
         rows = (top[:, None] + np.arange(ch))[:, None, :, None]
@@ -242,12 +261,15 @@ class RandomCrop(Transform):
 
 
 class RandomShift(RandomCrop):
-    """Translate each image by up to ``max_shift`` pixels in each direction (zero fill)."""
+    """Translate each image by up to ``max_shift`` pixels in each direction (``fill`` or
+    ``padding_mode`` as :class:`RandomCrop`)."""
 
     name = "random_shift"
 
-    def __init__(self, max_shift=2, fill=0, seed=None):
-        super().__init__(size=None, padding=max_shift, fill=fill, seed=seed)
+    def __init__(self, max_shift=2, fill=0, padding_mode="constant", seed=None):
+        super().__init__(
+            size=None, padding=max_shift, fill=fill, padding_mode=padding_mode, seed=seed
+        )
 
 
 class RandomRotation(Transform):
