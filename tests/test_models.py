@@ -22,6 +22,7 @@ def _model_cfg(**model):
         {"name": "mlp", "hidden": [32, 16], "norm": "layernorm", "activation": "elu"},
         {"name": "mlp", "hidden": [8], "norm": "none", "dropout": 0.0, "activation": "swish"},
         {"name": "cnn", "channels": [4, 8], "dense": 16},
+        {"name": "cnn", "channels": [4, 8], "dense": 16, "convs_per_block": 2},
         {"name": "resnet", "channels": [4, 8], "blocks": [1, 1]},
         {"name": "densenet", "growth_rate": 4, "block_layers": [2, 2], "bottleneck": True},
         {"name": "densenet", "growth_rate": 4, "block_layers": [2], "bottleneck": False},
@@ -111,3 +112,18 @@ def test_int_seed_gives_independent_weight_and_bias():
         assert not np.allclose(layer.bias.data, layer.weight.data.reshape(-1)[:3])
         again = type(layer)(*((5, 3) if isinstance(layer, nn.Linear) else (2, 3, 3)), rng=0)
         np.testing.assert_array_equal(again.weight.data, layer.weight.data)
+
+
+def test_cnn_convs_per_block_stacks_conv_bn_relu_before_each_pool():
+    one = build_model(_model_cfg(name="cnn", channels=[4, 8], dense=16), rng=0)
+    two = build_model(_model_cfg(name="cnn", channels=[4, 8], dense=16, convs_per_block=2), rng=0)
+    kinds = [type(m).__name__ for m in two.children()]
+    assert kinds[:9] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
+                         "MaxPool2d", "Conv2d", "BatchNorm2d"]  # fmt: skip
+    convs = [m for m in two.children() if type(m).__name__ == "Conv2d"]
+    assert [tuple(c.weight.shape) for c in convs] == [(4, 1, 3, 3), (4, 4, 3, 3), (8, 4, 3, 3),
+                                                      (8, 8, 3, 3)]  # fmt: skip
+    extra = (4 * 4 * 9 + 2 * 4) + (8 * 8 * 9 + 2 * 8)  # one more conv + BatchNorm per block
+    assert two.num_parameters() == one.num_parameters() + extra
+    with pytest.raises(configs.ConfigError, match="model.convs_per_block: invalid value 0"):
+        _model_cfg(name="cnn", convs_per_block=0)

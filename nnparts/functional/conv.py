@@ -1,4 +1,4 @@
-"""2-D convolution as one GEMM.
+"""2-D convolution as GEMMs over im2col, a few samples at a time.
 
 The course writes convolution with im2col: every receptive field of the (padded) input becomes a
 row of a matrix ``col`` of shape ``(N*OH*OW, C*FH*FW)``, the filters become a matrix
@@ -9,20 +9,32 @@ followed by col2im, which adds each row of ``dcol`` back onto the pixels it was 
 How this maps to the code, and why it is faster than the course's version:
 
 * ``OH = (H + 2*padding - FH) // stride + 1`` (same for ``OW``).
-* The code builds the *transpose* ``col^T (C*FH*FW, N*OH*OW)`` and computes
+* The code builds the *transpose* ``col^T (C*FH*FW, n*OH*OW)`` and computes
   ``out^T = W @ col^T`` with ``W`` the weight viewed as ``(FN, C*FH*FW)`` (a reshape, no copy).
   ``col^T`` is read through :func:`numpy.lib.stride_tricks.sliding_window_view` (a view: no
   index arrays) and copied once; every copied run is a contiguous image row.
-* ``out^T`` is ``(FN, N, OH*OW)``; going to NCHW moves whole feature maps (contiguous runs of
+* Not for the whole batch at once: each thread of :mod:`nnparts.threads` takes half the batch
+  and walks it ``n`` samples at a time, ``n`` chosen so that a chunk's ``col^T`` is about
+  :data:`CHUNK_BYTES` (1 MiB). The copy, the GEMM reading it and the output copy then stay in
+  the core's L2 cache; one ``col`` for half a batch (57 MB for 32 channels at 28x28) made every
+  pass go to main memory and ran the layer 2x slower.
+* ``out^T`` is ``(FN, n, OH*OW)``; going to NCHW moves whole feature maps (contiguous runs of
   ``OH*OW`` values), far cheaper than the course's element-wise ``transpose(0, 3, 1, 2)`` of a
-  ``(N, OH, OW, FN)`` result. The backward does the same with ``dout``. The output is a plain
-  C-contiguous NCHW array, the layout the elementwise ops, BatchNorm and pooling are fastest on.
-  (A channels-last variant, returning the NHWC GEMM result as a strided NCHW view, was measured
-  and rejected: the conv saved two copies but BatchNorm and ReLU ran 2-4x slower on it.)
-* col2im accumulates ``dcol^T`` over the ``FH*FW`` kernel offsets with strided slice adds
-  (``FH*FW`` vectorized adds, no ``np.add.at``).
+  ``(N, OH, OW, FN)`` result; for a one-sample chunk the GEMM writes the NCHW output directly.
+  The output is a plain C-contiguous NCHW array, the layout the elementwise ops, BatchNorm and
+  pooling are fastest on. (A channels-last variant, returning the NHWC GEMM result as a strided
+  NCHW view, was measured and rejected: the conv saved two copies but BatchNorm and ReLU ran
+  2-4x slower on it.)
+* Only the input is kept for the backward; each chunk's ``col^T`` is recomputed there (cheaper
+  than writing a 9x larger array to memory and reading it back, and the graph holds far less).
+* ``dW_col^T = col^T dout`` is summed over the chunks (BLAS runs this shape faster than
+  ``dout^T col`` when there are few filters).
+* ``dx`` of a stride-1 convolution is itself a convolution: ``dout`` padded by ``FH-1-pad``,
+  correlated with the filters flipped in space and with in/out channels swapped — one more
+  im2col + GEMM. Strided convolutions use ``dcol^T = W_col^T dout^T`` and col2im, which
+  accumulates over the ``FH*FW`` kernel offsets with strided slice adds (no ``np.add.at``).
 * The gradient with respect to the input is skipped when the input needs none (the first layer).
-* float32 stays float32 end to end, so the GEMMs are OpenBLAS ``sgemm`` (multithreaded).
+* float32 stays float32 end to end, so the GEMMs are OpenBLAS ``sgemm``.
 
 Shapes follow PyTorch: ``x (N, C, H, W)``, ``weight (out_channels, in_channels, kh, kw)``,
 ``bias (out_channels,)``. Reference: K. Chellapilla, S. Puri, P. Simard, "High Performance

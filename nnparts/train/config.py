@@ -36,6 +36,7 @@ DEFAULTS: dict = {
         "dropout": 0.2,
         "channels": [32, 64],  # cnn: conv channels; resnet: stage widths
         "dense": 128,  # cnn: width of the dense layer
+        "convs_per_block": 1,  # cnn: conv 3x3-BN-activation layers before each max-pool
         "blocks": [2, 2],  # resnet: pre-activation blocks per stage
         "growth_rate": 12,  # densenet: k
         "block_layers": [4, 4, 4],  # densenet: layers per DenseBlock
@@ -246,7 +247,7 @@ def validate(config: dict) -> dict:
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
         ):
             _fail(f"model.{key}", value, "expected a non-empty list of positive integers")
-    for key in ("dense", "growth_rate"):
+    for key in ("dense", "growth_rate", "convs_per_block"):
         positive_int(("model", key))
 
     from nnparts.nn import activation as activations

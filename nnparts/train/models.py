@@ -2,8 +2,9 @@
 
 * ``mlp`` — the course's MultiLayerNet(Extend): ``[Linear -> (BatchNorm|LayerNorm) -> activation
   -> Dropout] x len(hidden) -> Linear``.
-* ``cnn`` — ``2 x (conv 3x3 -> BatchNorm -> ReLU -> max-pool 2) -> dense -> ReLU -> dropout ->
-  dense``.
+* ``cnn`` — ``len(channels) x (conv 3x3 -> BatchNorm -> ReLU -> max-pool 2) -> dense -> ReLU
+  -> dropout -> dense``; ``convs_per_block: 2`` puts two conv-BN-ReLU layers before each pool
+  (VGG's blocks).
 * ``resnet`` — a small pre-activation residual network (He et al. 2016, "Identity Mappings"):
   conv 3x3 stem, stages of pre-activation blocks (the first block of each later stage halves the
   size), BN-ReLU, global average pooling, linear.
@@ -51,15 +52,17 @@ def build_cnn(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn.Modu
     channels, h, w = in_shape
     layers = []
     for out in cfg["channels"]:
-        layers += [
-            nn.Conv2d(
-                channels, out, 3, padding=1, bias=cfg["norm"] == "none", init=cfg["init"], rng=rng
-            ),
-        ]
-        if cfg["norm"] != "none":
-            layers.append(nn.BatchNorm2d(out))
-        layers += [activation(), nn.MaxPool2d(2)]
-        channels, h, w = out, h // 2, w // 2
+        for _ in range(cfg.get("convs_per_block", 1)):
+            bias = cfg["norm"] == "none"
+            layers.append(
+                nn.Conv2d(channels, out, 3, padding=1, bias=bias, init=cfg["init"], rng=rng)
+            )
+            if cfg["norm"] != "none":
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(activation())
+            channels = out
+        layers.append(nn.MaxPool2d(2))
+        h, w = h // 2, w // 2
     layers += [
         nn.Flatten(),
         nn.Linear(channels * h * w, cfg["dense"], init=cfg["init"], rng=rng),
