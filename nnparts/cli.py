@@ -92,9 +92,16 @@ def _train(args, overrides) -> int:
     if args.quiet:
         print(f"test accuracy {metrics['test_accuracy']:.4f}")
     else:
+        timing = metrics["timing"]
+        took = f"{timing['wall_time_seconds']:.0f} s"
+        if timing.get("resumed_after_epoch") is not None:
+            took += (
+                f" in this process; {timing['training_seconds']:.0f} s of training over "
+                f"{metrics['epochs_completed']} epochs"
+            )
         print(
             f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}"
-            f"  ({metrics['timing']['wall_time_seconds']:.0f} s)"
+            f"  ({took})"
         )
         if metrics.get("tta"):
             tta = metrics["tta"]

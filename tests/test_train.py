@@ -84,6 +84,12 @@ def test_resumed_run_is_bit_identical(fashion_dir, tmp_path):
     )
     assert resumed["history"] == full["history"]
     assert resumed["test_accuracy"] == full["test_accuracy"]
+    # the time spent before the interruption is still counted
+    timing = resumed["timing"]
+    assert timing["resumed_after_epoch"] == 2 and full["timing"]["resumed_after_epoch"] is None
+    assert len(timing["epoch_seconds"]) == 3
+    assert timing["training_seconds"] == pytest.approx(sum(timing["epoch_seconds"]))
+    assert timing["training_seconds"] > timing["epoch_seconds"][-1]
     from nnparts.train import checkpoint as ckpt
 
     w_full, _, _ = ckpt.load(tmp_path / "full" / "final.npz")

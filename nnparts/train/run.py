@@ -222,9 +222,11 @@ def train(
         f"data {cfg['data']['dataset']}: {len(prepared['y_train'])} train / "
         f"{len(prepared['y_val'])} validation / {len(prepared['y_test'])} test"
     )
+    resumed_after = None
     if resume:
         meta = trainer.load_checkpoint(resume)
-        log(f"resumed from {resume} after epoch {meta['epoch']}")
+        resumed_after = meta["epoch"]
+        log(f"resumed from {resume} after epoch {resumed_after}")
     status = "completed"
     message = None
     try:
@@ -254,8 +256,11 @@ def train(
         "normalization": prepared["stats"],
         "versions": versions(),
         "timing": {
+            # this process only; a resumed run's earlier epochs are in training_seconds
             "wall_time_seconds": time.perf_counter() - start,
+            "training_seconds": sum(h["seconds"] for h in trainer.history),
             "epoch_seconds": [h["seconds"] for h in trainer.history],
+            "resumed_after_epoch": resumed_after,
         },
     }
     if out:
