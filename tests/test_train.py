@@ -57,6 +57,12 @@ def test_end_to_end_learns_and_writes_complete_metrics(fashion_dir, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
+def test_train_curve_label_says_when_train_numbers_are_not_comparable(fashion_dir):
+    assert run.train_curve_label(small_config(fashion_dir)) == "train"
+    cfg = small_config(fashion_dir, data__augment=[{"name": "hflip"}], train__label_smoothing=0.1)
+    assert run.train_curve_label(cfg) == "train (augmented, label smoothing 0.1)"
+
+
 def test_same_seed_same_metrics(fashion_dir, tmp_path):
     cfg = small_config(fashion_dir, train__epochs=2)
     a = run.train(cfg, out=str(tmp_path / "a"), quiet=True, progress=False)

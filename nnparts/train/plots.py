@@ -22,15 +22,17 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def plot_curves(history: list[dict], path, title: str = ""):
-    """Loss and accuracy per epoch, train vs validation."""
+def plot_curves(history: list[dict], path, title: str = "", train_label: str = "train"):
+    """Loss and accuracy per epoch, train vs validation. ``train_label`` says how the training
+    numbers were measured when they are not comparable with validation (augmented batches, label
+    smoothing)."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label=train_label)
         if all(f"val_{key}" in h for h in history):
             ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation")
         ax.set_xlabel("epoch")

@@ -203,6 +203,17 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def train_curve_label(cfg: dict) -> str:
+    """Legend of the training curve: the training loss is measured on augmented batches and with
+    label smoothing when the config asks for them, so it sits above the validation loss."""
+    notes = []
+    if cfg["data"]["augment"]:
+        notes.append("augmented")
+    if cfg["train"]["label_smoothing"]:
+        notes.append(f"label smoothing {cfg['train']['label_smoothing']:g}")
+    return "train" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def train(
     cfg: dict,
     out: str | None = None,
@@ -276,6 +287,7 @@ def train(
                 os.path.join(out, "curves.png"),
                 f"{cfg['model']['name']} on {cfg['data']['dataset']}: "
                 f"test accuracy {test['accuracy']:.4f}",
+                train_label=train_curve_label(cfg),
             )
     return metrics
 
