@@ -247,6 +247,7 @@ def train(
     logits = trainer.predict(prepared["x_test"])
     test = evaluate_logits(logits, prepared["y_test"])
     preds = logits.argmax(axis=1)
+    epoch_seconds = [h["seconds"] for h in trainer.history]
     metrics = {
         "status": status,
         "message": message,
@@ -269,8 +270,8 @@ def train(
         "timing": {
             # this process only; a resumed run's earlier epochs are in training_seconds
             "wall_time_seconds": time.perf_counter() - start,
-            "training_seconds": sum(h["seconds"] for h in trainer.history),
-            "epoch_seconds": [h["seconds"] for h in trainer.history],
+            "training_seconds": sum(epoch_seconds),
+            "epoch_seconds": epoch_seconds,
             "resumed_after_epoch": resumed_after,
         },
     }
