@@ -3,11 +3,18 @@
 ``nnparts train``     train a model from a config (defaults: an MLP on Fashion-MNIST)
 ``nnparts evaluate``  evaluate a checkpoint, write metrics and a confusion-matrix figure
 ``nnparts data``      where the datasets are, download them
+``nnparts lab``       run the course's claims on real data: numbers, figures, verdicts
+``nnparts tune``      hyperparameter search on Optuna (grid, random, TPE, GP; many workers)
+``nnparts babysit``   the course's babysitting checklist on a training config
+
+Each command other than train/evaluate lives in its own module, which defines
+``add_parser(subparsers)`` and ``run(args) -> int``; ``SUBCOMMANDS`` wires them in.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 import nnparts
@@ -19,6 +26,28 @@ EXAMPLES = """examples:
   nnparts train --resume runs/cnn/last.npz --out runs/cnn
   nnparts evaluate --checkpoint runs/cnn/final.npz --out runs/cnn/eval
 """
+
+
+# command name -> module with add_parser(subparsers) and run(args) -> exit code
+SUBCOMMANDS = {
+    "data": "nnparts.data.cli",
+    "lab": "nnparts.lab.cli",
+    "tune": "nnparts.tune.cli",
+    "babysit": "nnparts.train.babysit_cli",
+}
+
+
+# commands whose unknown --section.key VALUE arguments are config overrides (args.overrides)
+TAKES_OVERRIDES = {"train", "babysit", "tune"}
+
+
+def _subcommand_modules():
+    for name, module in SUBCOMMANDS.items():
+        try:
+            yield name, importlib.import_module(module)
+        except ModuleNotFoundError as e:  # a command whose module is not built yet
+            if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+                raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "hflip averages the probabilities of each image and its mirror image",
     )
 
-    try:
-        from nnparts.data import cli as data_cli
-    except ImportError:  # pragma: no cover - the data package is part of the library
-        data_cli = None
-    if data_cli is not None:
-        data_cli.add_parser(sub)
+    for _, module in _subcommand_modules():
+        module.add_parser(sub)
     return parser
 
 
@@ -140,8 +165,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "train":
+    if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.overrides = rest  # --section.key value pairs for the commands that read a config
     from nnparts.train.checkpoint import CheckpointError
     from nnparts.train.config import ConfigError
 
@@ -150,10 +176,8 @@ def main(argv=None) -> int:
             return _train(args, rest)
         if args.command == "evaluate":
             return _evaluate(args)
-        if args.command == "data":
-            from nnparts.data import cli as data_cli
-
-            return data_cli.run(args)
+        if args.command in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[args.command]).run(args)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -147,6 +147,7 @@ class Function:
         result.data = out
         result.grad = None
         result.name = None
+        result._hooks = None
         if True in needs and is_grad_enabled() and out.dtype.kind in "fc":
             result._requires_grad = True
             result._ctx = (cls, ctx, tensors)
@@ -154,6 +155,28 @@ class Function:
             result._requires_grad = False
             result._ctx = None
         return result
+
+
+class RemovableHandle:
+    """What ``register_hook`` / ``register_forward_hook`` return: ``.remove()`` detaches the
+    hook (also usable as a context manager, detaching on exit)."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict, hook):
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._hooks = hooks
+        hooks[self.id] = hook
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 class Tensor:
@@ -166,7 +189,7 @@ class Tensor:
         dtype: optional dtype to convert to.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "name", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "name", "_hooks", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
@@ -174,6 +197,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self.name = name
+        self._hooks = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -201,6 +225,23 @@ class Tensor:
 
     def zero_grad(self):
         self.grad = None
+
+    def register_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(grad)`` when the gradient with respect to this tensor is computed.
+
+        ``grad`` is a NumPy array of this tensor's shape; a hook may return a replacement array
+        (as PyTorch's ``Tensor.register_hook``) or None to leave it unchanged. Hooks run in the
+        order they were registered, before the gradient flows on to this tensor's inputs (or
+        into ``.grad`` for a leaf). Returns a handle whose ``.remove()`` detaches the hook.
+        """
+        if not self._requires_grad:
+            raise RuntimeError(
+                "cannot register a hook on a tensor that does not require grad; create it with "
+                "requires_grad=True or register on an output of a computation that needs grad"
+            )
+        if self._hooks is None:
+            self._hooks = {}
+        return RemovableHandle(self._hooks, hook)
 
     def backward(self, grad=None, retain_graph: bool = False):
         """Reverse-mode differentiation from this tensor.
@@ -234,6 +275,11 @@ class Tensor:
             g = pop(id(node), None)
             if g is None:
                 continue
+            if node._hooks:
+                for hook in tuple(node._hooks.values()):
+                    replaced = hook(g)
+                    if replaced is not None:
+                        g = _as_array(replaced, node.data.dtype)
             record = node._ctx
             if record is None:  # a leaf (only leaves that require grad are in the order)
                 data = node.data

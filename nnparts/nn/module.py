@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from nnparts.tensor import Tensor
+from nnparts.tensor import RemovableHandle, Tensor
 
 
 class Parameter(Tensor):
@@ -36,6 +36,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_forward_pre_hooks", {})
 
     # -- registration ---------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -195,7 +197,51 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        d = self.__dict__
+        pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+        if not pre and not post:
+            return self.forward(*args, **kwargs)
+        if pre:
+            for hook in tuple(pre.values()):
+                replaced = hook(self, args)
+                if replaced is not None:
+                    args = replaced if isinstance(replaced, tuple) else (replaced,)
+        output = self.forward(*args, **kwargs)
+        if post:
+            for hook in tuple(post.values()):
+                replaced = hook(self, args, output)
+                if replaced is not None:
+                    output = replaced
+        return output
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, inputs, output)`` after every ``forward`` (as PyTorch).
+
+        ``inputs`` is the tuple of positional arguments. A hook that returns a value replaces the
+        output. To see the gradient flowing back into the output, register a tensor hook on it
+        inside the forward hook: ``output.register_hook(lambda g: ...)``. Returns a handle whose
+        ``.remove()`` detaches the hook.
+        """
+        return RemovableHandle(self.__dict__.setdefault("_forward_hooks", {}), hook)
+
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, inputs)`` before every ``forward``; a returned value (a tuple, or
+        one input) replaces the inputs."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_pre_hooks", {}), hook)
+
+    def register_output_grad_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, grad_output)`` with the gradient of the loss with respect to this
+        module's output, each time backward passes through it (the course's per-layer gradient
+        norms). ``grad_output`` is a NumPy array; returning an array replaces it. The output must
+        require grad (the module has parameters or its input needs grad). One handle removes the
+        forward hook that attaches the tensor hooks."""
+
+        def attach(module, inputs, output):
+            if isinstance(output, Tensor) and output.requires_grad:
+                output.register_hook(lambda grad: hook(module, grad))
+
+        return self.register_forward_hook(attach)
 
     def extra_repr(self) -> str:
         return ""

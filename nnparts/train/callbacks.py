@@ -1,7 +1,13 @@
 """Callbacks: early stopping, checkpoints, the divergence guard.
 
-A callback may define ``on_train_begin(trainer)``, ``on_epoch_end(trainer, logs)`` and
-``on_train_end(trainer)``; it stops training by setting ``trainer.stop_training = True``.
+A callback may define ``on_train_begin(trainer)``, ``on_batch_end(trainer, logs)``,
+``on_epoch_end(trainer, logs)`` and ``on_train_end(trainer)``; it stops training by setting
+``trainer.stop_training = True`` (checked after every batch and every epoch).
+
+``on_batch_end`` gets, after each optimizer step, ``logs`` with ``epoch``, ``batch`` (within the
+epoch, from 1), ``step`` (global, from 1), ``loss``, ``lr``, ``grad_norm`` (the global L2 norm of
+all gradients before clipping) and ``batch_size``. The Trainer computes these only when some
+callback overrides ``on_batch_end``, so unused per-batch callbacks cost nothing.
 Callbacks with state (early stopping) expose ``state_dict()/load_state_dict()`` so that a
 resumed run continues exactly.
 """
@@ -16,6 +22,9 @@ import numpy as np
 
 class Callback:
     def on_train_begin(self, trainer):
+        pass
+
+    def on_batch_end(self, trainer, logs: dict):
         pass
 
     def on_epoch_end(self, trainer, logs: dict):
@@ -125,6 +134,41 @@ class Checkpoint(Callback):
 
     def load_state_dict(self, state):
         self.best = state["best"]
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_batch_end=lambda t, logs: ...)``."""
+
+    def __init__(
+        self, on_train_begin=None, on_batch_end=None, on_epoch_end=None, on_train_end=None
+    ):
+        if on_train_begin is not None:
+            self.on_train_begin = on_train_begin
+        if on_batch_end is not None:
+            self.on_batch_end = on_batch_end
+        if on_epoch_end is not None:
+            self.on_epoch_end = on_epoch_end
+        if on_train_end is not None:
+            self.on_train_end = on_train_end
+
+
+class BatchLogger(Callback):
+    """Keep every per-batch ``logs`` dict in ``self.records`` (loss curves per step)."""
+
+    def __init__(self, keys=("step", "loss", "lr", "grad_norm")):
+        self.keys = tuple(keys)
+        self.records: list[dict] = []
+
+    def on_batch_end(self, trainer, logs):
+        self.records.append({k: logs[k] for k in self.keys if k in logs})
+
+
+def wants_batch_end(callback) -> bool:
+    """Whether ``callback`` does something in ``on_batch_end`` (overrides the no-op)."""
+    fn = getattr(callback, "on_batch_end", None)
+    if fn is None:
+        return False
+    return getattr(fn, "__func__", None) is not Callback.on_batch_end
 
 
 class DivergenceError(RuntimeError):

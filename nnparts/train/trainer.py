@@ -13,7 +13,7 @@ from nnparts import random as nnrandom
 from nnparts.optim.lr_scheduler import ReduceLROnPlateau
 from nnparts.tensor import Tensor, no_grad
 from nnparts.train import checkpoint as ckpt
-from nnparts.train.callbacks import check_finite
+from nnparts.train.callbacks import check_finite, wants_batch_end
 from nnparts.train.metrics import accuracy
 
 
@@ -72,6 +72,7 @@ class Trainer:
         self.rng = rng if rng is not None else nnrandom.default_rng()
         self.history: list[dict] = []
         self.epoch = 0  # epochs completed
+        self.global_step = 0  # optimizer steps taken (counts on across a resume)
         self.stop_training = False
         self.config: dict | None = None
 
@@ -88,6 +89,7 @@ class Trainer:
         self.model.train()
         total_loss, total_correct, total_seen = 0.0, 0.0, 0
         batches = _progress(self.loader, len(self.loader), f"epoch {self.epoch + 1}", self.progress)
+        batch_callbacks = [cb for cb in self.callbacks if wants_batch_end(cb)]
         for step, (xb, yb) in enumerate(batches):
             targets = yb
             if self.augment is not None:
@@ -100,10 +102,30 @@ class Trainer:
             check_finite(value, self.epoch + 1, step + 1, self.lr)
             self.optimizer.zero_grad()
             loss.backward()
+            if batch_callbacks:
+                grad_norm = global_grad_norm(self.model.parameters())
             if self.grad_clip is not None:
                 nnparts.optim.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
+            self.global_step += 1
             n = len(xb)
+            if batch_callbacks:
+                logs = {
+                    "epoch": self.epoch + 1,
+                    "batch": step + 1,
+                    "step": self.global_step,
+                    "loss": value,
+                    "lr": self.lr,
+                    "grad_norm": grad_norm,
+                    "batch_size": n,
+                }
+                for cb in batch_callbacks:
+                    cb.on_batch_end(self, logs)
+                if self.stop_training:
+                    total_loss += value * n
+                    total_correct += accuracy(logits.data, targets) * n
+                    total_seen += n
+                    break
             total_loss += value * n
             total_correct += accuracy(logits.data, targets) * n
             total_seen += n
@@ -168,6 +190,7 @@ class Trainer:
         """Everything a resumed run needs to continue bit-identically."""
         state = {
             "epoch": self.epoch,
+            "global_step": self.global_step,
             "history": self.history,
             "optimizer": self.optimizer.state_dict(),
             "loader": self.loader.state_dict(),
@@ -181,6 +204,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict):
         self.epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", 0))
         self.history = list(state["history"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.loader.load_state_dict(state["loader"])
@@ -206,6 +230,16 @@ class Trainer:
         load_model_state(self.model, model_state, path)
         self.load_state_dict(states["trainer"])
         return meta
+
+
+def global_grad_norm(parameters) -> float:
+    """The L2 norm of all gradients together, sqrt(sum of every squared gradient entry)."""
+    total = 0.0
+    for p in parameters:
+        if p.grad is not None:
+            g = p.grad.ravel()
+            total += float(np.dot(g, g))
+    return float(np.sqrt(total))
 
 
 def predict(model, x: np.ndarray, batch_size: int = 1000, tta: str = "none") -> np.ndarray:
