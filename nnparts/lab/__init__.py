@@ -1,0 +1,130 @@
+"""The lab: the course's claims run on real data, each with figures, numbers and a verdict
+computed from a rule stated before the run.
+
+From Python (a notebook)::
+
+    import nnparts.lab as lab
+    result = lab.run("conv-arithmetic", quick=True)   # nothing written unless out= is given
+    result.verdict, result.records, result.figures     # "reproduced", numbers, matplotlib figures
+    lab.run("all", quick=True, out="runs/lab")        # every experiment, index.html + results.json
+
+From the shell: ``nnparts lab list``, ``nnparts lab show NAME``,
+``nnparts lab run NAME... | all [--quick] [--seeds N] [--out DIR]``.
+
+One module per unit of the course registers its experiments with the engine
+(:mod:`nnparts.lab.engine`); the report (:mod:`nnparts.lab.report`) knows nothing of any claim.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from nnparts.lab.engine import (
+    REGISTRY,
+    VERDICTS,
+    Check,
+    Context,
+    Experiment,
+    LabError,
+    Result,
+    Rule,
+    experiment,
+    get,
+    run_experiment,
+    select,
+)
+
+# the units, in the course's order; each module registers its experiments on import
+UNITS = (
+    "nnparts.lab.unit01_activation",
+    "nnparts.lab.unit02_initialization",
+    "nnparts.lab.unit03_normalization",
+    "nnparts.lab.babysitting",
+    "nnparts.lab.cnn",
+)
+
+
+def _load_units():
+    for module in UNITS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:  # a unit not written yet
+            if e.name != module:
+                raise
+
+
+_load_units()
+
+
+def run(
+    names="all",
+    quick: bool = False,
+    seeds: int | None = None,
+    out: str | None = None,
+    progress: bool = False,
+    log=None,
+    keep_going: bool = False,
+):
+    """Run experiments by name (or unit, or ``"all"``) and return their results.
+
+    Returns one :class:`Result` when ``names`` is a single experiment name, else a list. With
+    ``out`` the figures, ``results.json`` and ``index.html`` are written there (the page is
+    rewritten after each experiment, so an interrupted run keeps what finished). ``log`` gets
+    one line per finished experiment. With ``keep_going`` an experiment that raises is logged
+    with its traceback and skipped, and :class:`ExperimentsFailed` is raised at the end.
+    """
+    from nnparts.lab import report
+
+    single = isinstance(names, str) and names in REGISTRY
+    chosen = select(names)
+    results = []
+    start = time.perf_counter()
+    failed = []
+    for exp in chosen:
+        try:
+            result = run_experiment(exp, quick=quick, seeds=seeds, progress=progress)
+        except Exception:
+            if not keep_going:
+                raise
+            import traceback
+
+            failed.append(exp.name)
+            if log is not None:
+                log(f"{exp.name:<28} FAILED\n{traceback.format_exc()}")
+            continue
+        results.append(result)
+        if out:
+            report.save_figures(result, out)
+            report.write(results, out, quick, time.perf_counter() - start)
+        if log is not None:
+            log(f"{exp.name:<28} {result.verdict:<15} {result.seconds:6.1f} s")
+    if failed:
+        raise ExperimentsFailed(failed, results)
+    return results[0] if single else results
+
+
+class ExperimentsFailed(RuntimeError):
+    """Some experiments raised (``names``); ``results`` holds those that finished."""
+
+    def __init__(self, names, results):
+        super().__init__(f"{len(names)} experiment(s) failed: {', '.join(names)}")
+        self.names, self.results = names, results
+
+
+__all__ = [
+    "ExperimentsFailed",
+    "REGISTRY",
+    "VERDICTS",
+    "Check",
+    "Context",
+    "Experiment",
+    "LabError",
+    "Result",
+    "Rule",
+    "experiment",
+    "get",
+    "run",
+    "run_experiment",
+    "select",
+]
