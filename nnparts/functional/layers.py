@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from nnparts import threads
 from nnparts.tensor import Function, Tensor
+
+
+def _shape_hint(shape, weight) -> str:
+    """The likely fix for an input that does not fit ``weight``: images not flattened, or a
+    flattened size that is not ``in_features``."""
+    if len(shape) < 3:
+        return ""
+    per_sample = int(np.prod(shape[1:]))
+    n_in = weight.shape[0]
+    if per_sample == n_in:
+        return (
+            f"; the input looks like a batch of images {shape}: flatten it first with "
+            f"nn.Flatten() or x.reshape(len(x), -1), giving ({shape[0]}, {n_in})"
+        )
+    return (
+        f"; flattened per sample the input has {per_sample} features, not {n_in}: check the "
+        f"image size, or set in_features={per_sample} (and flatten with nn.Flatten())"
+    )
 
 
 class Linear(Function):
@@ -21,7 +41,7 @@ class Linear(Function):
             raise ValueError(
                 f"linear shape mismatch: input {x.shape} has {x.shape[-1] if x.ndim else 0} "
                 f"features but weight {weight.shape} expects {weight.shape[0]} "
-                "(weight layout is (in_features, out_features))"
+                "(weight layout is (in_features, out_features))" + _shape_hint(x.shape, weight)
             )
         if bias is not None and bias.shape != (weight.shape[1],):
             raise ValueError(
