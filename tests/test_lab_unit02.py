@@ -1,0 +1,62 @@
+"""Unit 02 (initialization): each verdict rule can give every verdict; the helpers compute what
+their docstrings say on cases checked by hand. No whole experiment runs here."""
+
+import numpy as np
+import pytest
+
+import nnparts.lab as lab
+from nnparts.lab import unit02_initialization as u02
+
+
+def _verdict(name, records):
+    return lab.get(name).rule.verdict(records)[0]
+
+
+def test_unit_spread_is_the_largest_difference_between_units():
+    w = np.array([[1.0, 1.0, 1.5], [0.0, -2.0, 0.0]])  # 2 inputs, 3 units (columns)
+    assert u02.unit_spread(w) == pytest.approx(2.0)
+    assert u02.unit_spread(np.full((4, 3), 0.7)) == 0.0
+
+
+def test_activation_fractions_bins():
+    a = np.array([0.0, 0.01, 0.5, 0.52, 0.97, -0.99, 1.0, 0.3])
+    f = u02.activation_fractions(a)
+    assert f["near_0"] == pytest.approx(2 / 8)
+    assert f["near_half"] == pytest.approx(2 / 8)
+    assert f["near_1"] == pytest.approx(2 / 8)
+    assert f["sigmoid_saturated"] == pytest.approx(5 / 8)  # 0, 0.01, 0.97, -0.99, 1
+    assert f["tanh_saturated"] == pytest.approx(3 / 8)
+    assert f["zero"] == pytest.approx(1 / 8)
+
+
+def test_histogram_net_and_probe_see_every_layer():
+    rng = np.random.default_rng(0)
+    net = u02.histogram_net("tanh", u02.INITS["std 0.01"], rng, width=8, depth=3)
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    outs = u02.layer_activations(net, x)
+    assert len(outs) == 3 and all(o.shape == (5, 8) for o in outs)
+    w = [m.weight.data for m in net if hasattr(m, "weight")]
+    np.testing.assert_allclose(outs[0], np.tanh(x @ w[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[2], np.tanh(np.tanh(outs[0] @ w[1]) @ w[2]), atol=1e-6)
+
+
+HIST_GOOD = {
+    "sigmoid_std1_saturated": 0.66,
+    "sigmoid_std001_near_half": 1.0,
+    "sigmoid_xavier_saturated": 0.0,
+    "sigmoid_xavier_near_half": 0.33,
+    "tanh_std001_near_0": 1.0,
+    "tanh_std1_saturated": 0.85,
+    "tanh_xavier_saturated": 0.0,
+    "tanh_xavier_near_0": 0.11,
+}
+
+
+def test_init_histograms_rule():
+    good = [{"seed": s, **HIST_GOOD} for s in range(3)]
+    assert _verdict("init-histograms", good) == "reproduced"
+    bad = [{**r, "sigmoid_std1_saturated": 0.3} for r in good]  # no pile-up at 0 and 1
+    assert _verdict("init-histograms", bad) == "not reproduced"
+    assert _verdict("init-histograms", [good[0], bad[1], good[2]]) == "mixed"
+    spread_collapsed = [{**r, "tanh_xavier_near_0": 0.9} for r in good]
+    assert _verdict("init-histograms", spread_collapsed) == "not reproduced"
