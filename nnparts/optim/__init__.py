@@ -9,10 +9,13 @@ from nnparts.optim import lr_scheduler, regularizers
 from nnparts.optim.adadelta import Adadelta
 from nnparts.optim.adagrad import Adagrad
 from nnparts.optim.adam import Adam, AdamW, NAdam, RAdam
+from nnparts.optim.adamax import Adamax
+from nnparts.optim.asgd import ASGD
 from nnparts.optim.lookahead import Lookahead
 from nnparts.optim.optimizer import Optimizer
 from nnparts.optim.regularizers import clip_grad_norm_, clip_grad_value_, l1_penalty, l2_penalty
 from nnparts.optim.rmsprop import RMSprop
+from nnparts.optim.rprop import Rprop
 from nnparts.optim.second_order import LBFGS, ConjugateGradient, Newton
 from nnparts.optim.sgd import SGD
 
@@ -25,6 +28,9 @@ OPTIMIZERS = {
     "adamw": AdamW,
     "nadam": NAdam,
     "radam": RAdam,
+    "adamax": Adamax,
+    "rprop": Rprop,
+    "asgd": ASGD,
     "lbfgs": LBFGS,
     "cg": ConjugateGradient,
     "conjugategradient": ConjugateGradient,
@@ -49,10 +55,12 @@ def build(name: str, params, lookahead=None, **kwargs):
 
 
 __all__ = [
+    "ASGD",
     "LBFGS",
     "SGD",
     "Adadelta",
     "Adagrad",
+    "Adamax",
     "Adam",
     "AdamW",
     "ConjugateGradient",
@@ -63,6 +71,7 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "Rprop",
     "build",
     "clip_grad_norm_",
     "clip_grad_value_",

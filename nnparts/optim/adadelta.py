@@ -34,8 +34,9 @@ class Adadelta(Optimizer):
         lr: >= 0; rho: in [0, 1]; eps: > 0; weight_decay: >= 0.
     """
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False):
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
 
     def _check_group(self, group):
         super()._check_group(group)

@@ -47,6 +47,8 @@ class Adagrad(Optimizer):
         weight_decay=0.0,
         initial_accumulator_value=0.0,
         eps=1e-10,
+        *,
+        maximize=False,
     ):
         defaults = dict(
             lr=lr,
@@ -54,6 +56,7 @@ class Adagrad(Optimizer):
             weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value,
             eps=eps,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 

@@ -82,7 +82,15 @@ class Adam(_AdamBase):
     """
 
     def __init__(
-        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
     ):
         defaults = dict(
             lr=lr,
@@ -90,6 +98,7 @@ class Adam(_AdamBase):
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
+            maximize=maximize,
         )
         defaults.update(self._extra_defaults())
         super().__init__(params, defaults)
@@ -164,10 +173,24 @@ class AdamW(Adam):
     """
 
     def __init__(
-        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
     ):
         super().__init__(
-            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
         )
 
     def _extra_defaults(self):
@@ -202,6 +225,8 @@ class NAdam(_AdamBase):
         weight_decay=0.0,
         momentum_decay=4e-3,
         decoupled_weight_decay=False,
+        *,
+        maximize=False,
     ):
         defaults = dict(
             lr=lr,
@@ -210,6 +235,7 @@ class NAdam(_AdamBase):
             weight_decay=weight_decay,
             momentum_decay=momentum_decay,
             decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 
@@ -274,6 +300,8 @@ class RAdam(_AdamBase):
         weight_decay=0.0,
         decoupled_weight_decay=False,
         rho_threshold=5.0,
+        *,
+        maximize=False,
     ):
         defaults = dict(
             lr=lr,
@@ -282,6 +310,7 @@ class RAdam(_AdamBase):
             weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             rho_threshold=rho_threshold,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 

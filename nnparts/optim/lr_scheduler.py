@@ -1,5 +1,5 @@
-"""Learning-rate schedules: StepLR, ExponentialLR, CosineAnnealingLR, LinearWarmup,
-ReduceLROnPlateau -- the same numbers as ``torch.optim.lr_scheduler``.
+"""Learning-rate schedules: StepLR, ExponentialLR, CosineAnnealingLR, LinearWarmup, ConstantLR,
+PolynomialLR, ReduceLROnPlateau -- the same numbers as ``torch.optim.lr_scheduler``.
 
 A scheduler rewrites ``group["lr"]`` of its optimizer's param groups at every ``step()`` (call it
 once per epoch, after ``optimizer.step()``, as in PyTorch). The formulas are PyTorch's
@@ -13,10 +13,12 @@ import math
 import numbers
 
 __all__ = [
+    "ConstantLR",
     "CosineAnnealingLR",
     "ExponentialLR",
     "LRScheduler",
     "LinearWarmup",
+    "PolynomialLR",
     "ReduceLROnPlateau",
     "StepLR",
     "build",
@@ -84,6 +86,11 @@ class LRScheduler:
 def _positive_int(name, value):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1")
+
+
+def _nonnegative_int(name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"invalid {name}={value!r}: expected an integer >= 0")
 
 
 def _nonnegative(name, value):
@@ -202,6 +209,55 @@ class LinearWarmup(LRScheduler):
         return [lr * (1.0 + (b - a) / (n * a + (t - 1) * (b - a))) for lr in lrs]
 
 
+class ConstantLR(LRScheduler):
+    """Hold the lr at ``factor * lr_0`` for the first ``total_iters`` steps, then at ``lr_0``
+    (``torch.optim.lr_scheduler.ConstantLR``, same defaults 1/3 and 5, same recursive form)::
+
+        lr_t = lr_0 * factor   for t < total_iters,     lr_t = lr_0   from t = total_iters on
+    """
+
+    def __init__(
+        self, optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1
+    ):
+        if not isinstance(factor, numbers.Real) or not 0 < factor <= 1:
+            raise ValueError(f"invalid factor={factor!r}: expected a number in (0, 1]")
+        _nonnegative_int("total_iters", total_iters)
+        self.factor, self.total_iters = float(factor), int(total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in lrs]
+        if self.last_epoch != self.total_iters:
+            return lrs
+        return [lr * (1.0 / self.factor) for lr in lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """Polynomial decay to zero over ``total_iters`` steps, then zero
+    (``torch.optim.lr_scheduler.PolynomialLR``, same defaults 5 and 1.0, same recursive form)::
+
+        lr_t = lr_0 * (1 - min(t, total_iters) / total_iters) ** power
+
+    ``power=1`` is a linear decay, ``power=2`` a quadratic one.
+    """
+
+    def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1):
+        _positive_int("total_iters", total_iters)
+        _nonnegative("power", power)
+        self.total_iters, self.power = int(total_iters), float(power)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        t, n = self.last_epoch, self.total_iters
+        if t == 0 or t > n:
+            return lrs
+        decay = ((1.0 - t / n) / (1.0 - (t - 1) / n)) ** self.power
+        return [lr * decay for lr in lrs]
+
+
 class ReduceLROnPlateau:
     """Divide the lr by ``1/factor`` when a metric has stopped improving for ``patience`` epochs
     (``torch.optim.lr_scheduler.ReduceLROnPlateau``: same arguments and rule).
@@ -311,6 +367,10 @@ SCHEDULERS = {
     "linear_warmup": LinearWarmup,
     "linearwarmup": LinearWarmup,
     "warmup": LinearWarmup,
+    "constant": ConstantLR,
+    "constantlr": ConstantLR,
+    "polynomial": PolynomialLR,
+    "polynomiallr": PolynomialLR,
     "plateau": ReduceLROnPlateau,
     "reducelronplateau": ReduceLROnPlateau,
 }

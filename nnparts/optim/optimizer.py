@@ -125,9 +125,15 @@ def _jsonable(value):
 
 # ---------------------------------------------------------------------------------------------
 
+_MAXIMIZE_SLOT = 7  # the scratch buffer holding -g for maximize=True (updates use slots 0-3)
+
 
 class Optimizer:
     """Base class: parameter groups, per-parameter state, ``step``, ``zero_grad``, state dicts.
+
+    ``maximize=True`` (a hyperparameter of every first-order optimizer, as in PyTorch) maximizes
+    the objective instead: the update rule is applied to ``-g``, before weight decay, exactly
+    where ``torch.optim`` negates it.
 
     Subclasses pass their defaults to ``__init__``, validate a group in ``_check_group`` and
     update one parameter in ``_update(param, grad, state, group)`` (NumPy arrays, in place).
@@ -228,6 +234,8 @@ class Optimizer:
                 state = self.state.get(id(p))
                 if state is None:
                     state = self.state[id(p)] = {}
+                if group.get("maximize"):  # ascend: every rule sees -g (before weight decay)
+                    grad = np.negative(grad, out=self._scratch(grad, _MAXIMIZE_SLOT))
                 self._update(p.data, grad, state, group)
         return loss
 
@@ -317,6 +325,10 @@ class Optimizer:
             "exp_avg",
             "exp_avg_sq",
             "max_exp_avg_sq",
+            "exp_inf",
+            "prev",
+            "step_size",
+            "ax",
         }
     )
 

@@ -47,7 +47,15 @@ class SGD(Optimizer):
     """
 
     def __init__(
-        self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0
+        self,
+        params,
+        lr=1e-3,
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+        *,
+        maximize=False,
     ):
         defaults = dict(
             lr=lr,
@@ -55,6 +63,7 @@ class SGD(Optimizer):
             dampening=dampening,
             nesterov=nesterov,
             weight_decay=weight_decay,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 
