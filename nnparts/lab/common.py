@@ -211,12 +211,16 @@ def fit(
     every: int | None = None,
     on_step=None,
     stop_on_nan: bool = True,
+    augment=None,
+    label_smoothing: float = 0.0,
 ) -> dict:
     """Train with softmax cross-entropy; return ``{"loss": per-step losses, "epoch_end": [...]}``.
 
     ``penalty(model) -> Tensor`` is added to the loss (L2 as ``lambda/2 * sum W^2``, ...).
     ``on_step(step, loss)`` is called after every update (probes, curves). With
     ``stop_on_nan`` a non-finite loss ends the run (its step is ``"diverged_at"``).
+    ``augment(x, y, rng) -> (x, targets)`` transforms each batch (targets may be soft rows, as
+    mixup's); ``label_smoothing`` is passed to the cross-entropy.
     """
     model.train()
     losses: list[float] = []
@@ -225,7 +229,10 @@ def fit(
     for step, idx in enumerate(
         batches(len(x), batch_size, rng, steps=steps, epochs=epochs, replacement=replacement), 1
     ):
-        loss = F.cross_entropy(model(Tensor(x[idx])), y[idx])
+        xb, targets = x[idx], y[idx]
+        if augment is not None:
+            xb, targets = augment(xb, targets, rng)
+        loss = F.cross_entropy(model(Tensor(xb)), targets, label_smoothing=label_smoothing)
         if penalty is not None:
             loss = loss + penalty(model)
         value = float(loss.data)
