@@ -1,0 +1,110 @@
+"""Unit 01 of the lab (activation functions): each verdict rule can give every verdict, and the
+helpers compute what they say on cases checked by hand."""
+
+import numpy as np
+import pytest
+
+import nnparts.lab as lab
+from nnparts.lab import common
+from nnparts.lab import unit01_activation as u
+from nnparts.tensor import Tensor
+
+
+def verdict(name, records):
+    return lab.get(name).rule.verdict(records)[0]
+
+
+def three_ways(name, good, bad, group=None):
+    """The rule gives reproduced on all-good seeds, not reproduced on all-bad, mixed on both."""
+    rec = lambda seed, nums: {"group": group, "seed": seed, **nums}  # noqa: E731
+    assert verdict(name, [rec(0, good), rec(1, good)]) == "reproduced"
+    assert verdict(name, [rec(0, bad), rec(1, bad)]) == "not reproduced"
+    assert verdict(name, [rec(0, good), rec(1, bad)]) == "mixed"
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+def test_xor_spirals_rule():
+    good = dict(
+        acc_logistic=0.7, acc_deep_linear=0.7, acc_relu=1.0, acc_tanh=0.99, composed_error=1e-7
+    )
+    three_ways("xor-spirals", good, {**good, "acc_relu": 0.9})
+    three_ways("xor-spirals", good, {**good, "acc_deep_linear": 0.97})
+    three_ways("xor-spirals", good, {**good, "composed_error": 1e-2})
+    # per dataset: XOR fits, spirals do not -> mixed
+    records = [
+        {"group": "xor", "seed": 0, **good},
+        {"group": "spirals", "seed": 0, **good, "acc_tanh": 0.8},
+    ]
+    assert verdict("xor-spirals", records) == "mixed"
+
+
+def test_softmax_overflow_rule():
+    good = dict(
+        naive_bad_rows_1000_f32=1000,
+        naive_bad_rows_1000_f64=990,
+        stable_bad_rows=0,
+        stable_vs_library=0.0,
+    )
+    three_ways("softmax-overflow", good, {**good, "naive_bad_rows_1000_f64": 0})
+    three_ways("softmax-overflow", good, {**good, "stable_bad_rows": 3})
+
+
+def test_softmax_ce_gradient_rule():
+    good = dict(
+        fd_error=1e-8, library_error=0.0, library_error_large=1e-15, library_nonfinite_large=0
+    )
+    three_ways("softmax-ce-gradient", good, {**good, "fd_error": 1e-3})
+    three_ways("softmax-ce-gradient", good, {**good, "library_nonfinite_large": 4})
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def test_composed_linear_equals_the_stack():
+    model = common.mlp([3, 5, 4, 2], "identity", rng=np.random.default_rng(0))
+    for layer in common.linear_layers(model):  # non-zero biases, so the bias folding is tested
+        layer.bias.data = np.arange(layer.bias.data.size, dtype=np.float32) - 1.5
+    w, b = u.composed_linear(model)
+    assert w.shape == (3, 2) and b.shape == (2,)
+    x = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
+    np.testing.assert_allclose(x @ w + b, model(Tensor(x)).data, rtol=1e-5, atol=1e-5)
+
+
+def test_composed_linear_by_hand():
+    model = common.mlp([1, 1, 1], "identity", rng=np.random.default_rng(0))
+    first, second = common.linear_layers(model)
+    first.weight.data[...] = 2.0
+    first.bias.data[...] = 1.0
+    second.weight.data[...] = 3.0
+    second.bias.data[...] = -4.0
+    w, b = u.composed_linear(model)  # 3 * (2x + 1) - 4 = 6x - 1
+    assert w[0, 0] == 6.0 and b[0] == -1.0
+
+
+def test_softmax_naive_overflows_and_stable_does_not():
+    z = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    naive, stable = u.naive_softmax(z), u.stable_softmax(z)
+    assert np.isnan(naive[0]).any() and np.isfinite(naive[1]).all()
+    np.testing.assert_allclose(stable[0], [1.0, 0.0, 0.0])
+    e = np.exp([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(stable[1], e / e.sum())
+    np.testing.assert_allclose(naive[1], stable[1])
+
+
+def test_sign_agreement_by_hand():
+    g = np.array([[1.0, 1.0, 0.0, 2.0], [2.0, -1.0, 0.0, -1.0], [3.0, -1.0, 0.0, 5.0]])
+    # columns: all positive; 1 of 3 positive; all zero; 2 of 3 positive
+    np.testing.assert_allclose(u.sign_agreement(g, axis=0), [1.0, 2 / 3, 1.0, 2 / 3])
+    np.testing.assert_allclose(u.sign_agreement(g.T, axis=1), [1.0, 2 / 3, 1.0, 2 / 3])
+
+
+def test_roughness():
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21))
+    assert u.roughness(3 * gx - 2 * gy + 1) == pytest.approx(0.0, abs=1e-12)
+    # |x| on a grid of spacing h = 0.1: one kink column with second difference 2h = 0.2,
+    # i.e. mean |d2x| = 0.2 / 19 along x and 0 along y; range 1
+    assert u.roughness(np.abs(gx)) == pytest.approx(0.2 / 19 / 2)
+    # the number is scale-free
+    assert u.roughness(10 * np.abs(gx) + 5) == pytest.approx(u.roughness(np.abs(gx)))
