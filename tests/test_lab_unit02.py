@@ -60,3 +60,30 @@ def test_init_histograms_rule():
     assert _verdict("init-histograms", [good[0], bad[1], good[2]]) == "mixed"
     spread_collapsed = [{**r, "tanh_xavier_near_0": 0.9} for r in good]
     assert _verdict("init-histograms", spread_collapsed) == "not reproduced"
+
+
+def test_hidden_spread_ignores_the_output_layer():
+    model = lab.common.mlp([4, 3, 3, 2], "sigmoid", init=u02.constant_init(0.5), rng=0)
+    lab.common.linear_layers(model)[-1].weight.data[0, 0] = 9.0  # output layer: not counted
+    assert u02.hidden_spread(model) == (0.0, 0.5)
+    lab.common.linear_layers(model)[0].weight.data[1, 2] = -0.5
+    assert u02.hidden_spread(model) == (1.0, 0.5)
+
+
+SYM_GOOD = {
+    "zeros_rel_spread": 3e-7,
+    "constant_rel_spread": 1e-7,
+    "zeros_moved": 0.0015,
+    "constant_moved": 0.002,
+    "xavier_rel_spread": 1.7,
+}
+
+
+def test_zero_init_symmetry_rule():
+    good = [{"seed": s, **SYM_GOOD} for s in range(3)]
+    assert _verdict("zero-init-symmetry", good) == "reproduced"
+    broken = [{**r, "zeros_rel_spread": 0.3} for r in good]  # units drifted apart
+    assert _verdict("zero-init-symmetry", broken) == "not reproduced"
+    frozen = [{**r, "constant_moved": 0.0} for r in good]  # identical only because nothing moved
+    assert _verdict("zero-init-symmetry", frozen) == "not reproduced"
+    assert _verdict("zero-init-symmetry", [good[0], broken[1], good[2]]) == "mixed"

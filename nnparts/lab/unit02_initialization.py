@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from nnparts import nn
+from nnparts import init as initializers
+from nnparts import nn, optim
 from nnparts.lab import common
 from nnparts.lab.engine import Check, Rule, experiment
 from nnparts.tensor import Tensor, no_grad
@@ -35,6 +36,115 @@ def unit_spread(weight: np.ndarray) -> float:
     ``max_{i,j} max_k |W[k, i] - W[k, j]|`` for a Linear weight ``W`` of shape (in, out)."""
     w = np.asarray(weight)
     return float((w.max(axis=1) - w.min(axis=1)).max())
+
+
+def constant_init(value: float):
+    """Every weight ``value`` (``init.constant``) as a ``nn.Linear(init=...)`` initializer."""
+
+    def init(shape, rng=None, dtype=np.float32):
+        return initializers.constant(shape, value, dtype=dtype)
+
+    init.__name__ = f"constant_{value:g}"
+    return init
+
+
+SYMMETRY_INITS = {
+    "zeros": initializers.zeros,
+    "constant": constant_init(0.05),
+    "xavier": "lecun_normal",
+}
+
+
+def hidden_spread(model) -> tuple[float, float]:
+    """(largest unit_spread, largest |w|) over the hidden Linear layers (not the output layer)."""
+    hidden = [m.weight.data for m in common.linear_layers(model)[:-1]]
+    return max(unit_spread(w) for w in hidden), max(float(np.abs(w).max()) for w in hidden)
+
+
+@experiment(
+    name="zero-init-symmetry",
+    unit=UNIT,
+    claims=[9],
+    claim="If every weight starts at zero (or at any one constant), every hidden unit computes the "
+    "same output and receives the same gradient, so the units stay identical through training: "
+    "the symmetry never breaks, and a layer is worth one unit. Random init breaks it.",
+    source="000 ToBig's slides, 001 CS231n-style notes",
+    setup="Fashion-MNIST, 5,000 training images (stratified), pixels in [0, 1]; MLP 784-50-50-10, "
+    "sigmoid (with ReLU or tanh, zero weights give zero gradients and nothing moves at all), "
+    "biases zero; weights all 0, all 0.05, or the course's Xavier N(0, 1/n); SGD lr 0.1, "
+    "batch 100, 500 steps; the three nets see the same batches.",
+    quick_setup="1,000 training images, 100 steps; otherwise the same.",
+    measures="spread = the largest difference between two hidden units' incoming weight vectors "
+    "(max over inputs and over both hidden layers), before and after training, relative to the "
+    "largest hidden weight; how far the weights moved; test accuracy",
+    rule=Rule(
+        Check("zeros_rel_spread", "<=", 1e-4),
+        Check("constant_rel_spread", "<=", 1e-4),
+        Check("zeros_moved", ">", 1e-3),
+        Check("constant_moved", ">", 1e-3),
+        Check("xavier_rel_spread", ">=", 0.1),
+        note="'identical' = equal up to float32 rounding (relative spread <= 1e-4); the weights "
+        "must have moved (> 1e-3), else identical would be trivially true; the random init is the "
+        "contrast (its units differ by at least 10% of the largest weight).",
+    ),
+)
+def zero_init_symmetry(ctx):
+    n_train, steps = ctx.pick((5000, 500), (1000, 100))
+    rows, shown = [], {}
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load("fashion-mnist", n_train, 1000, seed=seed, normalize="scale")
+        numbers = {}
+        for name, init in SYMMETRY_INITS.items():
+            model = common.mlp([784, 50, 50, 10], "sigmoid", init=init, rng=ctx.rng(seed, 1))
+            before = [m.weight.data.copy() for m in common.linear_layers(model)[:-1]]
+            spread_before, _ = hidden_spread(model)
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            common.fit(model, opt, x, y, ctx.rng(seed, 2), batch_size=100, steps=steps)
+            spread, scale = hidden_spread(model)
+            after = [m.weight.data for m in common.linear_layers(model)[:-1]]
+            moved = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
+            numbers[f"{name}_rel_spread"] = spread / scale if scale > 0 else 0.0
+            numbers[f"{name}_moved"] = moved
+            numbers[f"{name}_test_acc"] = common.accuracy(model, xt, yt)
+            rows.append(
+                [
+                    seed,
+                    name,
+                    f"{spread_before:.3g}",
+                    f"{spread:.3g}",
+                    f"{scale:.3g}",
+                    f"{numbers[f'{name}_rel_spread']:.3g}",
+                    f"{moved:.3g}",
+                    f"{numbers[f'{name}_test_acc']:.3f}",
+                ]
+            )
+            if seed == ctx.seeds[0]:
+                shown[name] = after[0] - before[0]
+        ctx.record(seed, **numbers)
+    cols = [
+        "seed",
+        "init",
+        "spread before",
+        "spread after",
+        "max |w|",
+        "relative spread",
+        "moved",
+        "test acc",
+    ]
+    ctx.table("hidden units' incoming weights", cols, rows)
+    fig, axes = ctx.figure("first-layer-units", 3, 6, figsize=(11, 6))
+    for r, (name, w) in enumerate(shown.items()):
+        lim = float(np.abs(w).max()) or 1.0
+        for j in range(6):
+            ax = axes[r, j]
+            ax.imshow(w[:, j].reshape(28, 28), cmap="coolwarm", vmin=-lim, vmax=lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name}: unit {j + 1}", fontsize=8)
+    fig.suptitle(
+        f"How training changed the first 6 hidden units' incoming weights (W after - W before; "
+        f"seed {ctx.seeds[0]})"
+    )
 
 
 def histogram_net(activation: str, init, rng, width: int = 100, depth: int = 5):
