@@ -108,3 +108,54 @@ def test_roughness():
     assert u.roughness(np.abs(gx)) == pytest.approx(0.2 / 19 / 2)
     # the number is scale-free
     assert u.roughness(10 * np.abs(gx) + 5) == pytest.approx(u.roughness(np.abs(gx)))
+
+
+def test_vanishing_gradients_rule():
+    good = dict(
+        max_dsigmoid=0.25,
+        ratio_sigmoid_init=1e-6,
+        ratio_tanh_init=0.05,
+        ratio_relu_init=1.1,
+        ratio_sigmoid_trained=1e-6,
+        ratio_tanh_trained=0.02,
+        ratio_relu_trained=0.9,
+    )
+    three_ways("vanishing-gradients", good, {**good, "ratio_tanh_init": 0.23})
+    three_ways("vanishing-gradients", good, {**good, "ratio_relu_trained": 0.01})
+    three_ways("vanishing-gradients", good, {**good, "max_dsigmoid": 0.3})
+
+
+def test_sign_agreement_rule():
+    good = dict(
+        agree_sample_sigmoid=1.0,
+        agree_sample_tanh=0.54,
+        agree_batch_sigmoid=0.89,
+        agree_batch_tanh=0.54,
+        toy_same_sign_sigmoid=1.0,
+        toy_path_ratio_sigmoid=3.4,
+        toy_path_ratio_tanh=1.4,
+    )
+    three_ways("sign-agreement", good, {**good, "agree_sample_sigmoid": 0.7})
+    three_ways("sign-agreement", good, {**good, "agree_batch_tanh": 0.95})
+    three_ways("sign-agreement", good, {**good, "toy_path_ratio_sigmoid": 1.2})
+
+
+def test_layer_grad_norms_read_by_hooks():
+    model = common.mlp([4, 3, 3, 2], "tanh", rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((5, 4)).astype(np.float32), np.array([0, 1, 1, 0, 1])
+    layers = common.linear_layers(model)
+    norms = u.layer_grad_norms(model, layers, x, y)
+    # the last layer's output is the logits: its gradient is (softmax - onehot) / n
+    p = u.stable_softmax(model(Tensor(x)).data.astype(np.float64))
+    expect = np.linalg.norm((p - np.eye(2)[y]) / len(y))
+    assert norms.shape == (3,) and norms[-1] == pytest.approx(expect, rel=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_sgd_path_moves_along_the_inputs():
+    inputs = np.array([[1.0, 2.0], [0.5, 0.5]])
+    path = u.sgd_path(inputs, np.array([1.0, -1.0]), lr=0.1)
+    # step 1: err = 0 - (1 - 2) = 1 -> w = -0.1 * (1, 2); step 2: err = -0.15 - 0 -> +0.0075 x
+    np.testing.assert_allclose(path[1], [-0.1, -0.2])
+    np.testing.assert_allclose(path[2], [-0.1 + 0.0075, -0.2 + 0.0075])

@@ -159,6 +159,185 @@ def xor_spirals(ctx):
     fig.suptitle("Decision regions (colour: P(class 1)); seed " + str(ctx.seeds[0]))
 
 
+# --- claim 2 -----------------------------------------------------------------------------------
+
+INITS_2 = {"sigmoid": "xavier_normal", "tanh": "xavier_normal", "relu": "he_normal"}
+
+
+def layer_grad_norms(model, layers, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``||d loss / d output||`` of each of ``layers`` on one batch, read by output-grad hooks."""
+    with common.GradientProbe(layers) as probe:
+        F.cross_entropy(model(Tensor(x)), y).backward()
+    for p in model.parameters():
+        p.grad = None
+    return np.array([np.linalg.norm(g) for g in probe.grads])
+
+
+@experiment(
+    name="vanishing-gradients",
+    unit=UNIT,
+    claims=[2],
+    claim="Sigmoid's derivative is at most 1/4, so gradients shrink layer after layer: they vanish "
+    "with depth in sigmoid and tanh nets, not in ReLU nets.",
+    source="000 ToBig's slides, 001 CS231n-style notes",
+    setup="sigmoid'(x) by autograd on 200,001 points of [-10, 10] (float64). 784-[100 x 10]-10 "
+    "nets on 2,000 Fashion-MNIST images, sigmoid and tanh with Xavier init, ReLU with He init "
+    "(each with its customary init); SGD lr 0.1, batch 100, 300 steps. Gradient norms "
+    "||dL/dz_l|| of the 10 hidden Linear outputs (output-grad hooks) on 500 held-out images, at "
+    "init and after training.",
+    quick_setup="500 images, 30 steps",
+    measures="max sigmoid'(x); ratio = ||dL/dz_1|| / ||dL/dz_10|| (first hidden layer over the "
+    "last) per activation, at init and after training",
+    rule=Rule(
+        Check("max_dsigmoid", "~", 0.25, tol=1e-6),
+        Check("ratio_sigmoid_init", "<=", 0.1),
+        Check("ratio_tanh_init", "<=", 0.1),
+        Check("ratio_relu_init", ">=", 0.1),
+        Check("ratio_sigmoid_trained", "<=", 0.1),
+        Check("ratio_tanh_trained", "<=", 0.1),
+        Check("ratio_relu_trained", ">=", 0.1),
+        note="'vanishes' = the first hidden layer's gradient is at most 1/10 of the last's over "
+        "the 10 layers; 'does not vanish' = more than 1/10.",
+    ),
+)
+def vanishing_gradients(ctx):
+    n_train, steps = ctx.pick(2000, 500), ctx.pick(300, 30)
+    grid = Tensor(np.linspace(-10.0, 10.0, 200001), requires_grad=True)
+    F.sigmoid(grid).sum().backward()
+    max_dsigmoid = float(grid.grad.max())
+    norms = {}  # (activation, phase) -> per-seed arrays of 10 norms
+    for seed in ctx.bar(ctx.seeds, desc="vanishing-gradients"):
+        x, y, xe, ye = common.load("fashion-mnist", n_train, 500, seed=seed)
+        numbers = {"max_dsigmoid": max_dsigmoid}
+        for act, init in INITS_2.items():
+            rng = ctx.rng(seed, 1)
+            model = common.mlp([784] + [100] * 10 + [10], act, init=init, rng=rng)
+            hidden = common.linear_layers(model)[:10]
+            before = layer_grad_norms(model, hidden, xe, ye)
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            common.fit(model, opt, x, y, rng, batch_size=100, steps=steps)
+            after = layer_grad_norms(model, hidden, xe, ye)
+            for phase, g in (("init", before), ("trained", after)):
+                norms.setdefault((act, phase), []).append(g)
+                numbers[f"ratio_{act}_{phase}"] = float(g[0] / g[-1])
+        ctx.record(seed, **numbers)
+    fig, axes = ctx.figure("grad-norms", 1, 2, figsize=(10, 3.8), sharey=True)
+    layers = np.arange(1, 11)
+    for ax, phase in zip(axes, ("init", "trained")):
+        for i, act in enumerate(INITS_2):
+            g = np.array(norms[(act, phase)])
+            ax.plot(layers, g.mean(0), "o-", color=f"C{i}", label=act, ms=3)
+            ax.fill_between(layers, g.min(0), g.max(0), color=f"C{i}", alpha=0.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden layer (1 = nearest the input)")
+        ax.set_title(f"||dL/dz|| per layer, {'at init' if phase == 'init' else 'after training'}")
+        ax.legend(fontsize=8, title="mean, band min-max", title_fontsize=7)
+    axes[0].set_ylabel("gradient norm (log)")
+    ctx.table(
+        "mean gradient norm per hidden layer (1 ... 10)",
+        ["activation", "phase", *map(str, layers)],
+        [
+            [act, phase, *[f"{v:.2e}" for v in np.mean(norms[(act, phase)], 0)]]
+            for act in INITS_2
+            for phase in ("init", "trained")
+        ],
+    )
+
+
+# --- claim 3 -----------------------------------------------------------------------------------
+
+
+def sgd_path(inputs: np.ndarray, w_star: np.ndarray, lr: float) -> np.ndarray:
+    """Per-sample SGD on ``(x . w - x . w_star)^2 / 2`` from w = 0: the path of w (steps + 1, 2).
+    Each update is ``-lr * err * x``: parallel to the input x."""
+    w = np.zeros(2)
+    path = [w]
+    for x in inputs:
+        w = w - lr * float(x @ w - x @ w_star) * x
+        path.append(w)
+    return np.array(path)
+
+
+@experiment(
+    name="sign-agreement",
+    unit=UNIT,
+    claims=[3],
+    claim="Sigmoid outputs are not zero-centred (all positive), so the gradients of a unit's "
+    "incoming weights all share one sign, and updates zig-zag; tanh is zero-centred.",
+    source="000 ToBig's slides, 001 CS231n-style notes",
+    setup="784-100-100-10 nets (Xavier) with sigmoid vs tanh on 256 Fashion-MNIST images; the "
+    "second Linear layer's per-sample weight gradients h_n (x) delta_n from a forward hook on the "
+    "first activation (h) and an output-grad hook on the layer (delta), and its batch gradient "
+    "(summed loss). Toy: one unit w . x fitted to w* = (1, -1) by per-sample SGD (lr 0.5, 300 "
+    "steps) with inputs sigmoid(z) vs tanh(z), z ~ N(0, I).",
+    quick_setup="64 images",
+    measures="sign agreement = per unit, the fraction of its incoming-weight gradients sharing "
+    "the majority sign (1 = all one sign, 0.5 = half), averaged over units (and samples); toy: "
+    "fraction of updates with both components of one sign, path length / distance travelled",
+    rule=Rule(
+        Check("agree_sample_sigmoid", ">=", 0.99),
+        Check("agree_sample_tanh", "<=", 0.8),
+        Check("agree_batch_sigmoid", ">", "agree_batch_tanh"),
+        Check("toy_same_sign_sigmoid", ">=", 0.99),
+        Check("toy_path_ratio_sigmoid", ">", "toy_path_ratio_tanh"),
+    ),
+)
+def sign_agreement_experiment(ctx):
+    n = ctx.pick(256, 64)
+    w_star = np.array([1.0, -1.0])
+    shown = {}
+    for seed in ctx.seeds:
+        x, y, _, _ = common.load("fashion-mnist", n, 10, seed=seed)
+        numbers = {}
+        for act in ("sigmoid", "tanh"):
+            model = common.mlp([784, 100, 100, 10], act, init="xavier_normal", rng=ctx.rng(seed))
+            layer = common.linear_layers(model)[1]
+            with common.ActivationProbe([model[1]]) as a, common.GradientProbe([layer]) as g:
+                F.cross_entropy(model(Tensor(x)), y, reduction="sum").backward()
+            per_sample = a.outputs[0][:, :, None] * g.grads[0][:, None, :]  # (n, in, out)
+            batch = layer.weight.grad
+            numbers[f"agree_sample_{act}"] = float(sign_agreement(per_sample, axis=1).mean())
+            numbers[f"agree_batch_{act}"] = float(sign_agreement(batch, axis=0).mean())
+            numbers[f"sum_error_{act}"] = float(
+                np.abs(per_sample.sum(0) - batch).max() / np.abs(batch).max()
+            )
+            squash = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}[act]
+            path = sgd_path(squash(ctx.rng(seed, 1).standard_normal((300, 2))), w_star, lr=0.5)
+            d = np.diff(path, axis=0)
+            moved = (d != 0).all(1)
+            numbers[f"toy_same_sign_{act}"] = float(
+                (np.sign(d[moved, 0]) == np.sign(d[moved, 1])).mean()
+            )
+            numbers[f"toy_path_ratio_{act}"] = float(
+                np.linalg.norm(d, axis=1).sum() / np.linalg.norm(path[-1] - path[0])
+            )
+            numbers[f"toy_final_distance_{act}"] = float(np.linalg.norm(path[-1] - w_star))
+            if seed == ctx.seeds[0]:
+                shown[act] = (path, sign_agreement(batch, axis=0))
+        ctx.record(seed, **numbers)
+    fig, axes = ctx.figure("zigzag", 1, 2, figsize=(10, 4))
+    for i, (act, (path, per_unit)) in enumerate(shown.items()):
+        axes[0].plot(*path.T, "-", color=f"C{i}", lw=0.8, label=f"inputs {act}(z)")
+        per_sample = ctx.records[0][f"agree_sample_{act}"]
+        axes[1].hist(
+            per_unit,
+            bins=np.linspace(0.5, 1, 26),
+            color=f"C{i}",
+            alpha=0.6,
+            label=f"{act} (per-sample gradients: {per_sample:.2f})",
+        )
+    axes[0].plot(*w_star, "k*", ms=12, label="w* = (1, -1)")
+    axes[0].plot(0, 0, "ko", ms=4)
+    axes[0].set_xlabel("w1")
+    axes[0].set_ylabel("w2")
+    axes[0].set_title(f"per-sample SGD path from 0 (seed {ctx.seeds[0]})", fontsize=9)
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("sign agreement of a unit's incoming-weight gradients (batch)")
+    axes[1].set_ylabel("units of layer 2")
+    axes[1].set_title(f"batch gradient, per unit (seed {ctx.seeds[0]})", fontsize=9)
+    axes[1].legend(fontsize=8)
+
+
 # --- claims 6 and 7 ----------------------------------------------------------------------------
 
 SCALES_6 = [1, 10, 50, 88, 100, 300, 709, 710, 1000]
