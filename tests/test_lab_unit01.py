@@ -159,3 +159,50 @@ def test_sgd_path_moves_along_the_inputs():
     # step 1: err = 0 - (1 - 2) = 1 -> w = -0.1 * (1, 2); step 2: err = -0.15 - 0 -> +0.0075 x
     np.testing.assert_allclose(path[1], [-0.1, -0.2])
     np.testing.assert_allclose(path[2], [-0.1 + 0.0075, -0.2 + 0.0075])
+
+
+def test_dying_relu_rule():
+    good = dict(
+        dead_relu_small=0.01,
+        dead_relu_large=0.2,
+        dead_leaky_relu_large=0.02,
+        dead_elu_large=0.0,
+    )
+    three_ways("dying-relu", good, {**good, "dead_relu_large": 0.05})
+    three_ways("dying-relu", good, {**good, "dead_elu_large": 0.15})
+    three_ways("dying-relu", good, {**good, "dead_relu_small": 0.3})
+    # a diverged run records NaN: the rule does not hold on it
+    three_ways("dying-relu", good, {**good, "dead_relu_large": float("nan")})
+
+
+def test_stuck_fraction_by_hand():
+    z = np.array([[-1.0, 0.5, 0.0, -2.0], [-0.1, -3.0, 0.0, 1e-6]])
+    # unit 0: negative everywhere; unit 1: positive once; unit 2: exactly 0 (ReLU outputs 0)
+    assert u.stuck_fraction(z) == 0.5
+
+
+def test_swish_landscape_rule():
+    good = dict(roughness_identity=1e-7, roughness_relu=3e-3, roughness_swish=1e-3)
+    three_ways("swish-landscape", good, {**good, "roughness_swish": 4e-3})
+
+
+def test_activation_shootout_rule_on_the_mean():
+    def seeds(relu, elu, leaky):
+        return [
+            {
+                "group": None,
+                "seed": s,
+                "acc_relu": relu[s],
+                "acc_elu": elu[s],
+                "acc_leaky_relu": leaky[s],
+            }
+            for s in range(3)
+        ]
+
+    name = "activation-shootout"
+    assert verdict(name, seeds([0.85] * 3, [0.86] * 3, [0.87] * 3)) == "reproduced"
+    assert verdict(name, seeds([0.87] * 3, [0.86] * 3, [0.85] * 3)) == "not reproduced"
+    # seed 2 breaks the order but the means keep it: decided on the mean
+    assert verdict(name, seeds([0.85, 0.85, 0.87], [0.86] * 3, [0.87, 0.87, 0.86])) == "reproduced"
+    # one part of the order holds, the other does not
+    assert verdict(name, seeds([0.85] * 3, [0.87] * 3, [0.86] * 3)) == "not reproduced"

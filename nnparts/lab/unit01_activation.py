@@ -338,6 +338,137 @@ def sign_agreement_experiment(ctx):
     axes[1].legend(fontsize=8)
 
 
+# --- claim 4 -----------------------------------------------------------------------------------
+
+ACTS_4 = ("relu", "leaky_relu", "elu")
+LRS_4 = {"small": 0.01, "large": 0.1}  # 0.5 diverged (NaN) for all three; 0.2 for ELU
+
+
+def stuck_fraction(pre_activations: np.ndarray) -> float:
+    """The fraction of units whose pre-activation is <= 0 on every sample (rows) of a batch: for
+    ReLU the units that output 0 everywhere (dead); for Leaky ReLU / ELU the units stuck in the
+    negative regime (they still pass a gradient, so they may come back)."""
+    return float((pre_activations.max(axis=0) <= 0).mean())
+
+
+@experiment(
+    name="dying-relu",
+    unit=UNIT,
+    claims=[4],
+    claim="Dying ReLU: with a large learning rate many ReLU units die (10-20% in CS231n) and never "
+    "activate again; Leaky ReLU and ELU keep them alive.",
+    source="000 ToBig's slides, 001 CS231n-style notes",
+    setup="784-[100 x 3]-10 nets (He init) with ReLU, Leaky ReLU (0.01), ELU (1.0) on 5,000 "
+    "Fashion-MNIST images; plain SGD, batch 100, 3 epochs, lr 0.01 (small) and 0.1 (large: the "
+    "largest of 0.05, 0.1, 0.2, 0.3, 0.5 at which none of the three diverges); hidden "
+    "biases initialized to 0 or to -1 (negative-bias init), one group each. The three activations "
+    "start from the same weights and see the same batches.",
+    quick_setup="1,000 images, 1 epoch",
+    measures="dead fraction = hidden units (all 300) whose pre-activation is <= 0 on every one of "
+    "1,000 held-out images (a ReLU unit then outputs 0 for all of them; a Leaky/ELU unit is then "
+    "'stuck negative', the comparable measure); NaN if training diverged; test accuracy",
+    rule=Rule(
+        Check("dead_relu_large", ">=", 0.10),
+        Check("dead_relu_large", ">", "dead_relu_small"),
+        Check("dead_leaky_relu_large", "<=", "dead_relu_large", factor=0.5),
+        Check("dead_elu_large", "<=", "dead_relu_large", factor=0.5),
+        note="'many die' = at least 10% dead at the large lr, and more than at the small lr; "
+        "'keep them alive' = at most half of ReLU's fraction stuck. Per bias group and seed.",
+    ),
+)
+def dying_relu(ctx):
+    n_train, epochs = ctx.pick(5000, 1000), ctx.pick(3, 1)
+    for group, bias in (("bias 0", 0.0), ("bias -1", -1.0)):
+        for seed in ctx.bar(ctx.seeds, desc=f"dying-relu {group}"):
+            x, y, xt, yt = common.load("fashion-mnist", n_train, 1000, seed=seed)
+            numbers = {}
+            for lr_tag, lr in LRS_4.items():
+                for act in ACTS_4:
+                    rng = ctx.rng(seed, 1)  # same weights and batches for every activation
+                    model = common.mlp([784, 100, 100, 100, 10], act, init="he_normal", rng=rng)
+                    hidden = common.linear_layers(model)[:-1]
+                    for layer in hidden:
+                        layer.bias.data[...] = bias
+                    opt = optim.SGD(model.parameters(), lr=lr)
+                    run = common.fit(model, opt, x, y, rng, batch_size=100, epochs=epochs)
+                    with common.ActivationProbe(hidden) as probe:
+                        _predict(model, xt)
+                    z = np.concatenate(probe.outputs, axis=1)
+                    ok = run["diverged_at"] is None and np.isfinite(z).all()
+                    numbers[f"dead_{act}_{lr_tag}"] = stuck_fraction(z) if ok else float("nan")
+                    numbers[f"acc_{act}_{lr_tag}"] = common.accuracy(model, xt, yt)
+            ctx.record(seed, group=group, **numbers)
+    fig, axes = ctx.figure("dead-units", 1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, group in zip(axes, ("bias 0", "bias -1")):
+        rows = [r for r in ctx.records if r["group"] == group]
+        for j, lr_tag in enumerate(LRS_4):
+            for i, act in enumerate(ACTS_4):
+                v = np.array([r[f"dead_{act}_{lr_tag}"] for r in rows])
+                pos = i + 0.38 * (j - 0.5)
+                label = f"lr {LRS_4[lr_tag]}" if i == 0 else None
+                ax.bar(pos, np.nanmean(v), 0.36, color=f"C{j}", alpha=0.6, label=label)
+                ax.plot(np.full(len(v), pos), v, "k.", ms=4)
+        ax.set_xticks(range(len(ACTS_4)), ACTS_4)
+        ax.set_title(f"hidden biases at init: {group.split()[1]} (bars: mean; dots: seeds)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("fraction of units <= 0 on all held-out images")
+
+
+# --- claim 5 -----------------------------------------------------------------------------------
+
+
+@experiment(
+    name="swish-landscape",
+    unit=UNIT,
+    claims=[5],
+    claim="Swish gives a smoother output landscape than ReLU for a randomly initialized network "
+    "(Ramachandran et al. 2017, the output-landscape figure).",
+    source="000 ToBig's slides",
+    setup="A random 2-[64 x 6]-1 net (He-normal weights, biases N(0, 1)), the same weights with "
+    "linear, ReLU and Swish (beta 1) activations, evaluated on a 200 x 200 grid over [-3, 3]^2.",
+    quick_setup="60 x 60 grid",
+    measures="roughness = mean |second difference| of the output along both grid axes / range of "
+    "the output (0 for a plane)",
+    rule=Rule(Check("roughness_swish", "<", "roughness_relu")),
+)
+def swish_landscape(ctx):
+    n = ctx.pick(200, 60)
+    g = np.linspace(-3, 3, n)
+    gx, gy = np.meshgrid(g, g)
+    pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    acts = ("identity", "relu", "swish")
+    shown = {}
+    for seed in ctx.seeds:
+        numbers = {}
+        for act in acts:
+            rng = ctx.rng(seed)  # the same weights and biases for every activation
+            model = common.mlp([2] + [64] * 6 + [1], act, init="he_normal", rng=rng)
+            for layer in common.linear_layers(model):
+                layer.bias.data = rng.standard_normal(layer.bias.data.shape).astype(np.float32)
+            f = _predict(model, pts).reshape(n, n).astype(np.float64)
+            numbers[f"roughness_{act}"] = roughness(f)
+            if seed == ctx.seeds[0]:
+                shown[act] = f
+        ctx.record(seed, **numbers)
+    fig, axes = ctx.figure("landscapes", 1, 4, figsize=(15, 3.6))
+    for ax, act in zip(axes, acts):
+        im = ax.imshow(shown[act], extent=(-3, 3, -3, 3), origin="lower", cmap="viridis")
+        r = ctx.records[0][f"roughness_{act}"]
+        ax.set_title(f"{act} (seed {ctx.seeds[0]}), roughness {r:.1e}", fontsize=9)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    for i, act in enumerate(acts[1:]):
+        v = [r[f"roughness_{act}"] for r in ctx.records]
+        axes[3].plot(np.full(len(v), i), v, "o", color=f"C{i}")
+        axes[3].hlines(np.mean(v), i - 0.2, i + 0.2, color=f"C{i}")
+    axes[3].set_xticks([0, 1], acts[1:])
+    axes[3].set_xlim(-0.6, 1.6)
+    axes[3].set_yscale("log")
+    axes[3].set_ylabel("roughness (log)")
+    axes[3].set_title("each seed (dots) and the mean (line)", fontsize=9)
+
+
 # --- claims 6 and 7 ----------------------------------------------------------------------------
 
 SCALES_6 = [1, 10, 50, 88, 100, 300, 709, 710, 1000]
@@ -458,3 +589,73 @@ def softmax_ce_gradient(ctx):
     axes[1].set_title("logits up to |z| = 1000: library vs p - y", fontsize=9)
     for ax in axes:
         ax.plot([-1, 1], [-1, 1], "k:", lw=0.8)
+
+
+# --- claim 8 -----------------------------------------------------------------------------------
+
+ACTS_8 = {  # activation -> its customary init
+    "relu": "he_normal",
+    "leaky_relu": "he_normal",
+    "elu": "he_normal",
+    "swish": "he_normal",
+    "tanh": "xavier_normal",
+    "sigmoid": "xavier_normal",
+}
+
+
+@experiment(
+    name="activation-shootout",
+    unit=UNIT,
+    claims=[8],
+    claim="In practice ReLU < ELU < Leaky ReLU (the notes' claimed order, worst to best); tanh "
+    "and sigmoid work worse than the ReLU family.",
+    source="001 CS231n-style notes",
+    setup="The same 784-100-100-10 MLP with ReLU, Leaky ReLU (0.01), ELU, Swish (He init) and "
+    "tanh, sigmoid (Xavier init) on 20,000 Fashion-MNIST training images (stratified), Adam lr "
+    "1e-3, batch 100, 5 epochs; test accuracy on the 10,000 test images. Per seed, every "
+    "activation starts from the same generator state and sees the same batches.",
+    quick_setup="3,000 training / 2,000 test images, 1 epoch",
+    measures="test accuracy per activation; the ranking by the mean over seeds, with sd and range",
+    rule=Rule(
+        Check("acc_relu", "<", "acc_elu"),
+        Check("acc_elu", "<", "acc_leaky_relu"),
+        over="mean",
+        note="the claimed order, by mean test accuracy; the spread over seeds is on the page.",
+    ),
+)
+def activation_shootout(ctx):
+    n_train, n_test, epochs = ctx.pick(20000, 3000), ctx.pick(10000, 2000), ctx.pick(5, 1)
+    for seed in ctx.bar(ctx.seeds, desc="activation-shootout"):
+        x, y, xt, yt = common.load("fashion-mnist", n_train, n_test, seed=seed)
+        numbers = {}
+        for act, init in ACTS_8.items():
+            rng = ctx.rng(seed, 1)
+            model = common.mlp([784, 100, 100, 10], act, init=init, rng=rng)
+            opt = optim.Adam(model.parameters(), lr=1e-3)
+            common.fit(model, opt, x, y, rng, batch_size=100, epochs=epochs)
+            numbers[f"acc_{act}"] = common.accuracy(model, xt, yt)
+        ctx.record(seed, **numbers)
+    acc = {a: np.array([r[f"acc_{a}"] for r in ctx.records]) for a in ACTS_8}
+    order = sorted(ACTS_8, key=lambda a: -acc[a].mean())
+    ctx.table(
+        "ranking by mean test accuracy",
+        ["rank", "activation", "mean", "sd", "min", "max"],
+        [
+            [
+                i + 1,
+                a,
+                f"{acc[a].mean():.4f}",
+                f"{acc[a].std(ddof=1) if len(acc[a]) > 1 else 0:.4f}",
+                f"{acc[a].min():.4f}",
+                f"{acc[a].max():.4f}",
+            ]
+            for i, a in enumerate(order)
+        ],
+    )
+    fig, ax = ctx.figure("accuracy", figsize=(7, 3.8))
+    for i, a in enumerate(order):
+        ax.plot(np.full(len(acc[a]), i), acc[a], "o", color=f"C{i}", ms=5, alpha=0.7)
+        ax.hlines(acc[a].mean(), i - 0.3, i + 0.3, color=f"C{i}", lw=2)
+    ax.set_xticks(range(len(order)), order)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Fashion-MNIST, same MLP: each seed (dots) and the mean (line), best first")
