@@ -41,6 +41,8 @@ UNITS = (
     "nnparts.lab.unit02_initialization",
     "nnparts.lab.unit03_normalization",
     "nnparts.lab.babysitting",
+    "nnparts.lab.unit04_optimization",
+    "nnparts.lab.unit05_regularization",
     "nnparts.lab.cnn",
 )
 
