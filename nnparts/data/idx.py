@@ -25,7 +25,17 @@ import zlib
 
 import numpy as np
 
-__all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
+__all__ = ["read_idx", "write_idx", "IDX_DTYPES", "DataFileError"]
+
+
+class DataFileError(ValueError):
+    """A data file that is corrupt, truncated or not what it should be; the message names the
+    file and what is wrong (:func:`nnparts.data.load` adds how to get a good copy)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
 
 #: IDX dtype code -> big-endian NumPy dtype.
 IDX_DTYPES = {
@@ -47,32 +57,29 @@ def _read_bytes(path: str) -> bytes:
         try:
             return gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as err:
-            raise ValueError(
-                f"{path}: corrupt or truncated gzip data ({err}); delete the file and "
-                "download it again"
-            ) from None
+            raise DataFileError(f"{path}: corrupt or truncated gzip data ({err})", path) from None
     return raw
 
 
 def _decode(path: str, raw: bytes) -> np.ndarray:
     if len(raw) < 4:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: not an IDX file: {len(raw)} bytes, shorter than the 4-byte IDX header"
         )
     if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: not an IDX file: magic number starts with bytes "
             f"0x{raw[0]:02x} 0x{raw[1]:02x}, expected 0x00 0x00"
         )
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
         valid = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02X}, expected one of {valid}")
+        raise DataFileError(f"{path}: unknown IDX dtype code 0x{code:02X}, expected one of {valid}")
     if ndim == 0:
-        raise ValueError(f"{path}: IDX header says 0 dimensions, expected at least 1")
+        raise DataFileError(f"{path}: IDX header says 0 dimensions, expected at least 1")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: truncated IDX header: {ndim} dimensions need {header} header bytes, "
             f"the file has {len(raw)}"
         )
@@ -82,7 +89,7 @@ def _decode(path: str, raw: bytes) -> np.ndarray:
     got = len(raw) - header
     if got != expected:
         what = "truncated" if got < expected else "has trailing bytes"
-        raise ValueError(
+        raise DataFileError(
             f"{path}: IDX data {what}: header says shape {shape} of {dtype.newbyteorder('=')} "
             f"= {expected} bytes, the file has {got} bytes after the header"
         )

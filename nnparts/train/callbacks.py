@@ -107,9 +107,12 @@ class Checkpoint(Callback):
     Writes are atomic (temp file + rename), so a crash never leaves a broken checkpoint.
     """
 
-    def __init__(self, folder, monitor="val_loss", save_best=True, save_last=True):
+    def __init__(self, folder, monitor="val_loss", save_best=True, save_last=True, metadata=None):
         self.folder, self.monitor = os.fspath(folder), monitor
         self.save_best, self.save_last = save_best, save_last
+        # written into every checkpoint's metadata (e.g. the normalization statistics that
+        # ``nnparts evaluate`` needs)
+        self.metadata = dict(metadata or {})
         self.mode = "max" if "acc" in monitor else "min"
         self.best = None
 
@@ -123,11 +126,11 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, trainer, logs):
         if self.save_last:
-            trainer.save_checkpoint(self.last_path)
+            trainer.save_checkpoint(self.last_path, self.metadata or None)
         value = logs.get(self.monitor)
         if self.save_best and value is not None and _better(self.mode, value, self.best, 0.0):
             self.best = value
-            trainer.save_checkpoint(self.best_path)
+            trainer.save_checkpoint(self.best_path, self.metadata or None)
 
     def state_dict(self):
         return {"best": self.best}
@@ -172,7 +175,151 @@ def wants_batch_end(callback) -> bool:
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """Training diverged: the loss or the gradients became NaN or infinite, the loss stayed far
+    above its initial value, or the accuracy stayed at chance (see :class:`DivergenceGuard`)."""
+
+
+#: A learning rate that usually trains each optimizer (for the divergence hint).
+TYPICAL_LR = {
+    "sgd": 0.1,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "nadam": 1e-3,
+    "radam": 1e-3,
+    "rmsprop": 1e-3,
+    "adagrad": 1e-2,
+    "adadelta": 1.0,
+}
+
+
+def suggest_lr(lr: float | None, optimizer: str | None = None) -> float | None:
+    """A smaller learning rate to try after a divergence: a tenth of ``lr``, or the optimizer's
+    usual rate when that is smaller still."""
+    if not lr:
+        return None
+    typical = TYPICAL_LR.get((optimizer or "").lower())
+    return min(lr / 10, typical) if typical else lr / 10
+
+
+def _optimizer_name(trainer) -> str:
+    cfg = getattr(trainer, "config", None)
+    if cfg and "optimizer" in cfg:
+        return str(cfg["optimizer"]["name"]).lower()
+    return type(trainer.optimizer).__name__.lower()
+
+
+class DivergenceGuard(Callback):
+    """Stop a run that diverged, also where BatchNorm keeps the loss finite.
+
+    Per step (after each optimizer step, from ``on_batch_end``'s logs; a few float operations):
+
+    * a non-finite gradient norm stops at once;
+    * the loss above ``factor`` times its initial value (the mean of the first
+      ``reference_steps`` losses) for ``patience`` steps in a row stops.
+
+    Per epoch: non-finite weights stop, and so does an accuracy (validation if there is one,
+    else training) below ``chance_margin`` times chance (``1 / num_classes``) once
+    ``warmup_steps`` steps are done. Put the guard before :class:`Checkpoint` in the callback
+    list so the epoch that diverged is never saved as ``last.npz``.
+
+    Raises :class:`DivergenceError` naming the epoch, the step, the likely cause and a
+    smaller learning rate to try.
+    """
+
+    def __init__(
+        self,
+        factor: float = 10.0,
+        patience: int = 5,
+        reference_steps: int = 3,
+        num_classes: int = 10,
+        warmup_steps: int = 200,
+        chance_margin: float = 1.5,
+    ):
+        self.factor, self.patience, self.reference_steps = factor, patience, reference_steps
+        self.num_classes, self.warmup_steps, self.chance_margin = (
+            num_classes,
+            warmup_steps,
+            chance_margin,
+        )
+        self.reference = None
+        self._first: list[float] = []
+        self.above = 0
+
+    def _stop(self, trainer, epoch, step, what, cause):
+        lr = trainer.lr
+        name = _optimizer_name(trainer)
+        better = suggest_lr(lr, name)
+        hint = "try a smaller learning rate" + (
+            f": --optimizer.lr {better:g} or below" if better else ""
+        )
+        raise DivergenceError(
+            f"training diverged at epoch {epoch}, step {step}: {what}; likely cause: {cause} "
+            f"(lr {lr:g} with {name}); {hint}. The last good checkpoint (if any) is unchanged."
+        )
+
+    def on_batch_end(self, trainer, logs):
+        loss, grad_norm = logs["loss"], logs.get("grad_norm")
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            self._stop(
+                trainer,
+                logs["epoch"],
+                logs["step"],
+                f"the gradient norm became {grad_norm}",
+                "the learning rate is too large",
+            )
+        if self.reference is None:
+            self._first.append(loss)
+            if len(self._first) >= self.reference_steps:
+                self.reference = sum(self._first) / len(self._first)
+            return
+        if loss > self.factor * self.reference:
+            self.above += 1
+            if self.above >= self.patience:
+                self._stop(
+                    trainer,
+                    logs["epoch"],
+                    logs["step"],
+                    f"the loss has been above {self.factor:g}x its initial value "
+                    f"{self.reference:.3g} for {self.above} steps (now {loss:.3g})",
+                    "the learning rate is too large: the weights blow up (BatchNorm can keep "
+                    "the loss finite meanwhile)",
+                )
+        else:
+            self.above = 0
+
+    def on_epoch_end(self, trainer, logs):
+        step = trainer.global_step
+        for name, p in trainer.model.named_parameters():
+            if not math.isfinite(float(np.sum(p.data, dtype=np.float64))):
+                self._stop(
+                    trainer,
+                    logs["epoch"],
+                    step,
+                    f"parameter {name} holds non-finite values",
+                    "the learning rate is too large",
+                )
+        chance = 1.0 / self.num_classes
+        accuracy = logs.get("val_accuracy", logs.get("train_accuracy"))
+        if step >= self.warmup_steps and accuracy is not None:
+            if accuracy < self.chance_margin * chance:
+                which = "validation" if "val_accuracy" in logs else "training"
+                self._stop(
+                    trainer,
+                    logs["epoch"],
+                    step,
+                    f"the {which} accuracy is {accuracy:.3f} after {step} steps, about chance "
+                    f"({chance:.2f})",
+                    "the learning rate is too large (or too small: then the loss stays at its "
+                    "initial value)",
+                )
+
+    def state_dict(self):
+        return {"reference": self.reference, "first": list(self._first), "above": self.above}
+
+    def load_state_dict(self, state):
+        self.reference = state.get("reference")
+        self._first = list(state.get("first", []))
+        self.above = int(state.get("above", 0))
 
 
 def check_finite(loss_value: float, epoch: int, step: int, lr: float | None):

@@ -11,6 +11,7 @@ Validation happens up front and every error names the key, the bad value and wha
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 import yaml
@@ -105,19 +106,45 @@ def _merge(base: dict, update: dict, path: tuple = ()) -> dict:
     return base
 
 
+EXAMPLE_CONFIG = "e.g. `model: {name: cnn}` (see recipes/*.yaml or `nnparts train --show-config`)"
+
+
 def load_file(path) -> dict:
-    """Read a YAML config file (safe loader)."""
+    """Read a YAML config file (safe loader); a missing, unreadable, empty or non-mapping file
+    is a ConfigError that names the path and the fix."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConfigError(
+            f"config file {path} is a directory; pass a YAML file, e.g. --config {path}/cnn.yaml"
+        )
     if not os.path.exists(path):
-        raise ConfigError(f"config file {path!s} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path!s} is not valid YAML: {e}") from None
+        raise ConfigError(
+            f"config file {path} does not exist; check the path (recipes are in recipes/*.yaml)"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {path} is not a text (UTF-8) file; pass a YAML file"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror}); check it") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        one_line = " ".join(str(e).split())
+        raise ConfigError(f"config file {path} is not valid YAML: {one_line}") from None
     if data is None:
-        return {}
+        raise ConfigError(
+            f"config file {path} is empty; put the fields to change in it, {EXAMPLE_CONFIG}, "
+            "or leave out --config to train with the defaults"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path!s} must hold a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections, got a YAML "
+            f"{type(data).__name__} ({str(data)[:40]!r}); write it as {EXAMPLE_CONFIG}"
+        )
     return data
 
 
@@ -179,6 +206,28 @@ def _fail(key, value, allowed):
     raise ConfigError(f"{key}: invalid value {value!r}; {allowed}")
 
 
+def allowed_values() -> dict:
+    """``CHOICES`` and the fields whose allowed values come from a registry (dataset names,
+    hidden activations, initializers, first-order optimizers): dotted path tuple -> names."""
+    from nnparts import data, optim
+    from nnparts import init as initializers
+    from nnparts.nn import activation as activations
+
+    not_hidden = (activations.Maxout, activations.Softmax, activations.LogSoftmax)
+    out = dict(CHOICES)
+    out[("data", "dataset")] = tuple(data.DATASETS)
+    out[("model", "activation")] = tuple(
+        sorted(k for k, v in activations._REGISTRY.items() if v not in not_hidden)
+    )
+    out[("model", "init")] = tuple(sorted(initializers.INITIALIZERS))
+    out[("optimizer", "name")] = tuple(
+        sorted(
+            k for k, v in optim.OPTIMIZERS.items() if v.__module__ != "nnparts.optim.second_order"
+        )
+    )
+    return out
+
+
 def validate(config: dict) -> dict:
     """Check every field; raise ConfigError naming the key, the bad value and the allowed ones."""
     from nnparts import init as initializers
@@ -201,14 +250,17 @@ def validate(config: dict) -> dict:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(".".join(path), value, "expected a number")
+        if not math.isfinite(value):
+            _fail(".".join(path), value, (what or "expected a number") + " (a finite number)")
         bad = (low is not None and (value < low or (low_open and value == low))) or (
             high is not None and value >= high
         )
         if bad:
             _fail(".".join(path), value, what or f"expected a number in range [{low}, {high})")
 
-    if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
-        _fail("seed", config["seed"], "expected an integer")
+    seed = config["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        _fail("seed", seed, "expected an integer in [0, 2**32), e.g. 0")
     positive_int(("train", "epochs"))
     positive_int(("train", "batch_size"))
     positive_int(("train", "eval_batch_size"))
@@ -234,6 +286,10 @@ def validate(config: dict) -> dict:
         what="expected a positive max norm or null",
     )
     number(("model", "compression"), low=0, low_open=True, what="expected compression in (0, 1]")
+    number(("scheduler", "gamma"), low=0, low_open=True, what="expected a factor > 0, e.g. 0.5")
+    for key in ("step_size", "warmup_epochs", "patience"):
+        positive_int(("scheduler", key))
+    number(("train", "early_stopping", "min_delta"), low=0, what="expected min_delta >= 0")
     es = config["train"]["early_stopping"]
     if es["patience"] is not None:
         positive_int(("train", "early_stopping", "patience"))
@@ -249,11 +305,12 @@ def validate(config: dict) -> dict:
             _fail(f"model.{key}", value, "expected a non-empty list of positive integers")
     for key in ("dense", "growth_rate", "convs_per_block"):
         positive_int(("model", key))
+    check_model_size(model)
 
     from nnparts.nn import activation as activations
 
     not_hidden = (activations.Maxout, activations.Softmax, activations.LogSoftmax)
-    hidden_activations = sorted(k for k, v in activations._REGISTRY.items() if v not in not_hidden)
+    hidden_activations = allowed_values()[("model", "activation")]
     try:
         act = activations.get_activation(model["activation"])
     except ValueError:
@@ -265,11 +322,7 @@ def validate(config: dict) -> dict:
             "model.init", model["init"], f"allowed: {', '.join(sorted(initializers.INITIALIZERS))}"
         )
 
-    from nnparts import optim
-
-    first_order = sorted(
-        k for k, v in optim.OPTIMIZERS.items() if v.__module__ != "nnparts.optim.second_order"
-    )
+    first_order = allowed_values()[("optimizer", "name")]
     if str(config["optimizer"]["name"]).lower() not in first_order:
         _fail(
             "optimizer.name",
@@ -281,6 +334,15 @@ def validate(config: dict) -> dict:
 
     if config["data"]["dataset"] not in data.DATASETS:
         _fail("data.dataset", config["data"]["dataset"], f"allowed: {', '.join(data.DATASETS)}")
+    d = config["data"]
+    size = data.TRAIN_SIZE.get(d["dataset"])
+    if size is not None and d["val_size"] >= size:  # (data.train_subset: see prepare_data)
+        _fail(
+            "data.val_size",
+            d["val_size"],
+            f"it leaves no training data out of the {size} training images of {d['dataset']}; "
+            f"use a data.val_size below {size}, e.g. {size // 10}",
+        )
     if config["data"]["data_dir"] is not None and not os.path.isdir(config["data"]["data_dir"]):
         _fail("data.data_dir", config["data"]["data_dir"], "the directory does not exist")
     augment = config["data"]["augment"]
@@ -294,5 +356,129 @@ def validate(config: dict) -> dict:
     return config
 
 
-def dump(config: dict) -> str:
-    return yaml.safe_dump(config, sort_keys=False)
+def estimate_parameters(model: dict, in_shape=(1, 28, 28), num_classes: int = 10) -> int:
+    """The number of parameters (weights, biases, norm scales/shifts) of the model that
+    ``build_model(model, in_shape, num_classes)`` builds, counted without building it."""
+    channels, h, w = in_shape
+    name = model["name"]
+
+    def bn(c):
+        return 2 * c
+
+    if name == "mlp":
+        total, width = 0, channels * h * w
+        for hidden in model["hidden"]:
+            total += width * hidden + hidden + (0 if model["norm"] == "none" else 2 * hidden)
+            width = hidden
+        return total + width * num_classes + num_classes
+    if name == "cnn":
+        total, c = 0, channels
+        for out in model["channels"]:
+            for _ in range(model["convs_per_block"]):
+                total += c * out * 9 + (out if model["norm"] == "none" else bn(out))
+                c = out
+            h, w = h // 2, w // 2
+        total += c * h * w * model["dense"] + model["dense"]
+        return total + model["dense"] * num_classes + num_classes
+    if name == "resnet":
+        widths = model["channels"]
+        total, c = channels * widths[0] * 9, widths[0]
+        for stage, (width, count) in enumerate(zip(widths, model["blocks"])):
+            for i in range(count):
+                stride = 2 if (stage > 0 and i == 0) else 1
+                total += bn(c) + c * width * 9 + bn(width) + width * width * 9
+                if stride != 1 or c != width:
+                    total += c * width
+                c = width
+        return total + bn(c) + c * num_classes + num_classes
+    if name == "densenet":
+        k = model["growth_rate"]
+        c = 2 * k
+        total = channels * c * 9
+        layers = model["block_layers"]
+        for i, count in enumerate(layers):
+            for _ in range(count):
+                if model["bottleneck"]:
+                    total += bn(c) + c * 4 * k + bn(4 * k) + 4 * k * k * 9
+                else:
+                    total += bn(c) + c * k * 9
+                c += k
+            if i < len(layers) - 1:
+                out = max(1, int(math.floor(model["compression"] * c)))
+                total += bn(c) + c * out
+                c = out
+        return total + bn(c) + c * num_classes + num_classes
+    raise ValueError(f"unknown model {name!r}")
+
+
+#: Training holds about this many float32 copies of the parameters: the weights, their
+#: gradients and up to two optimizer moments (Adam).
+TRAINING_COPIES = 4
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_model_size(model: dict, in_shape=(1, 28, 28), num_classes: int = 10) -> int:
+    """Refuse, before anything is allocated, a model whose parameters (with their gradients and
+    the optimizer's moments) would not fit in this machine's memory; returns the count."""
+    if model["name"] == "cnn" and 28 >> len(model["channels"]) == 0:
+        _fail(
+            "model.channels",
+            model["channels"],
+            f"{len(model['channels'])} blocks each halve the 28x28 image, leaving nothing for "
+            "the dense layer; use at most 4 entries",
+        )
+    count = estimate_parameters(model, in_shape, num_classes)
+    need = count * 4 * TRAINING_COPIES
+    have = memory_bytes()
+    if have is not None and need > have:
+        key = {"mlp": "model.hidden", "cnn": "model.channels / model.dense"}.get(
+            model["name"], "model.channels"
+        )
+        raise ConfigError(
+            f"model {model['name']} would have {count:,} parameters = {_gib(count * 4)} of "
+            f"float32 weights, about {_gib(need)} to train (weights, gradients, optimizer "
+            f"state), more than this machine's {_gib(have)} of memory; make {key} smaller"
+        )
+    return count
+
+
+def dump(config: dict, choices: bool = False) -> str:
+    """The config as YAML; with ``choices``, each field that takes one of a fixed set of values
+    is followed by a comment listing them (``norm: batchnorm  # none | batchnorm | layernorm``)."""
+    if not choices:
+        return yaml.safe_dump(config, sort_keys=False)
+
+    class FlowLists(yaml.SafeDumper):  # [512, 256] on one line, mappings as blocks
+        pass
+
+    FlowLists.add_representer(
+        list,
+        lambda dumper, value: dumper.represent_sequence(
+            "tag:yaml.org,2002:seq", value, flow_style=True
+        ),
+    )
+    text = yaml.dump(config, Dumper=FlowLists, sort_keys=False)
+    allowed_by_path = allowed_values()
+    lines, stack = [], []
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        indent = (len(line) - len(stripped)) // 2
+        if ":" in stripped and not stripped.startswith("- "):
+            key = stripped.split(":", 1)[0]
+            stack = stack[:indent] + [key]
+            allowed = allowed_by_path.get(tuple(stack))
+            if allowed:
+                line = f"{line}  # allowed: {' | '.join(allowed)}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from nnparts import optim
 from nnparts.random import manual_seed
 from nnparts.train import checkpoint as ckpt
 from nnparts.train import config as configs
-from nnparts.train.callbacks import Checkpoint, DivergenceError, EarlyStopping
+from nnparts.train.callbacks import Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping
 from nnparts.train.metrics import confusion_matrix
 from nnparts.train.models import build_model
 from nnparts.train.trainer import Trainer, evaluate_logits, load_model_state, predict
@@ -49,18 +50,20 @@ def _to_float(x: np.ndarray, stats: dict) -> np.ndarray:
 def prepare_data(cfg: dict, seed: int, with_test: bool = True) -> dict:
     """Load, split (validation carved from training data) and normalize with train statistics."""
     d = cfg["data"]
-    x, y = datasets.load(
+    # data stored sorted by class (mnist-5k) is subset and split stratified, never "first N"
+    sorted_by_class = d["dataset"] in datasets.SORTED_BY_CLASS
+    x, y = datasets.load_split(
         d["dataset"], split="train", data_dir=d["data_dir"], download=d["download"]
     )
-    if d["train_subset"]:
-        x, y = x[: d["train_subset"]], y[: d["train_subset"]]
+    x, y = datasets.subset(x, y, d["train_subset"], stratified=sorted_by_class)
     if d["val_size"] >= len(x):
         raise configs.ConfigError(
-            f"data.val_size={d['val_size']} leaves no training data out of {len(x)} images"
+            f"data.val_size={d['val_size']} leaves no training data out of {len(x)} images; "
+            f"use a data.val_size below {len(x)} (or a larger data.train_subset)"
         )
     if d["val_size"]:
         x_train, y_train, x_val, y_val = datasets.train_val_split(
-            x, y, val_size=d["val_size"], seed=seed
+            x, y, val_size=d["val_size"], seed=seed, stratify=sorted_by_class
         )
     else:
         x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
@@ -79,11 +82,10 @@ def prepare_data(cfg: dict, seed: int, with_test: bool = True) -> dict:
         "num_classes": int(max(y.max() + 1, 10)),
     }
     if with_test:
-        xt, yt = datasets.load(
+        xt, yt = datasets.load_split(
             d["dataset"], split="test", data_dir=d["data_dir"], download=d["download"]
         )
-        if d["test_subset"]:
-            xt, yt = xt[: d["test_subset"]], yt[: d["test_subset"]]
+        xt, yt = datasets.subset(xt, yt, d["test_subset"], stratified=sorted_by_class)
         out["x_test"], out["y_test"] = _to_float(xt, stats), yt
     return out
 
@@ -154,14 +156,21 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
         seed=seed,
     )
     scheduler = build_scheduler(cfg, optimizer, len(loader))
-    callbacks = []
+    # the guard comes first, so an epoch it stops is never saved as last.npz
+    callbacks = [DivergenceGuard(num_classes=prepared["num_classes"])]
     es = cfg["train"]["early_stopping"]
     has_val = len(prepared["y_val"]) > 0
     if es["patience"]:
         monitor = es["monitor"] if has_val else "train_loss"
         callbacks.append(EarlyStopping(monitor, es["patience"], es["min_delta"]))
     if out:
-        callbacks.append(Checkpoint(out, monitor="val_loss" if has_val else "train_loss"))
+        callbacks.append(
+            Checkpoint(
+                out,
+                monitor="val_loss" if has_val else "train_loss",
+                metadata={"normalization": prepared["stats"]},
+            )
+        )
     augment = None
     if cfg["data"]["augment"]:
         augment = datasets.build_augmentation(cfg["data"]["augment"])
@@ -214,6 +223,148 @@ def train_curve_label(cfg: dict) -> str:
     return "train" + (f" ({', '.join(notes)})" if notes else "")
 
 
+#: The files that make a folder hold a run (``nnparts train --out`` writes them).
+RUN_FILES = ("metrics.json", "final.npz", "last.npz", "best.npz")
+#: Everything a run writes, removed by ``--overwrite`` before the new run starts.
+RUN_OUTPUTS = RUN_FILES + ("curves.png",)
+
+
+class OutputError(configs.ConfigError):
+    """An ``--out`` folder that cannot be written, or holds a run that must not be overwritten."""
+
+
+def check_out_dir(out) -> str:
+    """Make sure ``out`` is (or can be made) a writable directory, before any data is loaded or
+    any epoch runs; OutputError naming the path and the fix otherwise."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(
+            f"--out {out} is a file, not a directory; choose a directory (e.g. --out runs/NAME)"
+        )
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        parent = os.path.dirname(os.path.abspath(out))
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        why = e.strerror or str(e)
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            why = f"{parent} is a file"
+        raise OutputError(
+            f"--out {out} cannot be created ({why}); choose a directory you can write to"
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(
+            f"--out {out} is not writable ({e.strerror or e}); choose a directory you can write "
+            "to, or fix its permissions"
+        ) from None
+    return out
+
+
+def earlier_run_files(out) -> list[str]:
+    """The files of an earlier run in ``out`` (empty if none)."""
+    if not out or not os.path.isdir(out):
+        return []
+    return [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+
+
+def prepare_out(out, resume=None, overwrite: bool = False) -> str:
+    """``nnparts train --out``: refuse to write over an earlier run unless the run is resumed
+    from a checkpoint in ``out`` or ``overwrite`` is set (then the old run's files go first)."""
+    out = os.fspath(out)
+    found = earlier_run_files(out)
+    resuming_here = resume is not None and os.path.abspath(
+        os.path.dirname(os.path.abspath(resume))
+    ) == os.path.abspath(out)
+    if found and not resuming_here and not overwrite:
+        raise OutputError(
+            f"--out {out} already holds a run ({', '.join(found)}); to continue it use "
+            f"--resume {os.path.join(out, 'last.npz')}, to keep it choose another --out, "
+            "to replace it add --overwrite"
+        )
+    check_out_dir(out)
+    if found and overwrite and not resuming_here:
+        for name in RUN_OUTPUTS:
+            path = os.path.join(out, name)
+            if os.path.exists(path):
+                os.unlink(path)
+    return out
+
+
+#: Config fields that never change what a resumed run computes: always accepted.
+RESUME_FREE = {
+    ("data", "data_dir"),
+    ("data", "download"),
+    ("train", "eval_batch_size"),
+    ("train", "tta"),
+}
+#: Fields a resumed run can take new values of with ``--force``: the number of epochs (extend
+#: or shorten the run), early stopping, gradient clipping, label smoothing, the penalties and
+#: augmentation. Anything else (model, dataset and its split, normalization, seed, optimizer,
+#: scheduler, batch size) is baked into the weights, the optimizer state or the data order.
+RESUME_FORCEABLE_SECTIONS = {
+    ("train", "epochs"),
+    ("train", "early_stopping"),
+    ("train", "grad_clip"),
+    ("train", "label_smoothing"),
+    ("regularization",),
+    ("data", "augment"),
+}
+
+
+def _leaves(cfg: dict, path=()):
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, path + (key,))
+        else:
+            yield path + (key,), value
+
+
+def resume_differences(cfg: dict, checkpoint_cfg: dict) -> tuple[list[str], list[str]]:
+    """Keys where ``cfg`` differs from the config a checkpoint was trained with, as
+    ``(forceable, fixed)`` lists of ``"key: old -> new"``; ``forceable`` ones ``--force`` takes."""
+    old = configs.resolve(checkpoint_cfg)
+    old_leaves = dict(_leaves(old))
+    forceable, fixed = [], []
+    for path, value in _leaves(cfg):
+        before = old_leaves.get(path)
+        if path in RESUME_FREE or before == value:
+            continue
+        item = f"{'.'.join(path)}: {before!r} -> {value!r}"
+        if any(path[: len(p)] == p for p in RESUME_FORCEABLE_SECTIONS):
+            forceable.append(item)
+        else:
+            fixed.append(item)
+    return forceable, fixed
+
+
+def check_resume(cfg: dict, checkpoint: str, force: bool = False) -> list[str]:
+    """Refuse to resume ``checkpoint`` with a config that changes the model, the data or the
+    schedule; with ``force``, accept the changes in :data:`RESUME_FORCEABLE_SECTIONS` (returned)."""
+    _, _, meta = ckpt.load(checkpoint)
+    if not meta.get("config"):
+        raise ckpt.CheckpointError(f"checkpoint {checkpoint} has no config to resume from")
+    forceable, fixed = resume_differences(cfg, meta["config"])
+    if fixed:
+        raise configs.ConfigError(
+            f"cannot resume {checkpoint} with a different config: {'; '.join(fixed)}"
+            + (f" (and {'; '.join(forceable)})" if forceable else "")
+            + "; these are baked into the weights, optimizer state or data order: drop those "
+            "options to resume, or start a new run in another --out"
+        )
+    if forceable and not force:
+        raise configs.ConfigError(
+            f"cannot resume {checkpoint} with a different config: {'; '.join(forceable)}; "
+            "add --force to take the new values (e.g. more train.epochs extend the run), or "
+            "drop those options"
+        )
+    return forceable
+
+
 def train(
     cfg: dict,
     out: str | None = None,
@@ -224,7 +375,7 @@ def train(
     """Train the configured model; return (and write to ``out``) the metrics."""
     start = time.perf_counter()
     if out:
-        os.makedirs(out, exist_ok=True)
+        check_out_dir(out)
     prepared = prepare_data(cfg, cfg["seed"])
     trainer = make_trainer(cfg, prepared, out, quiet, progress)
     log = (lambda m: None) if quiet else print
@@ -244,6 +395,11 @@ def train(
         trainer.fit(cfg["train"]["epochs"])
     except DivergenceError as e:
         status, message = "diverged", str(e)
+        if out and trainer.epoch:
+            message += (
+                f" Kept: {os.path.join(out, 'last.npz')} (epoch {trainer.epoch}); "
+                "no final.npz is written for a diverged run."
+            )
     logits = trainer.predict(prepared["x_test"])
     test = evaluate_logits(logits, prepared["y_test"])
     preds = logits.argmax(axis=1)
@@ -276,9 +432,11 @@ def train(
         },
     }
     if out:
-        trainer.save_checkpoint(
-            os.path.join(out, "final.npz"), {"normalization": prepared["stats"], "status": status}
-        )
+        if status != "diverged":
+            trainer.save_checkpoint(
+                os.path.join(out, "final.npz"),
+                {"normalization": prepared["stats"], "status": status},
+            )
         write_json(os.path.join(out, "metrics.json"), metrics)
         if trainer.history:
             from nnparts.train.plots import plot_curves
@@ -291,6 +449,46 @@ def train(
                 train_label=train_curve_label(cfg),
             )
     return metrics
+
+
+def recover_normalization(checkpoint: str, cfg: dict, data_dir=None, download=True) -> dict:
+    """The normalization statistics of a checkpoint written before they were saved in every
+    checkpoint (best.npz / last.npz of older runs): from the run's final.npz or metrics.json in
+    the same folder, else recomputed from the training data the config describes (the same
+    subset and split, so the same numbers)."""
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    final = os.path.join(folder, "final.npz")
+    if os.path.exists(final) and os.path.abspath(final) != os.path.abspath(checkpoint):
+        try:
+            stats = ckpt.load(final)[2].get("normalization")
+        except ckpt.CheckpointError:
+            stats = None
+        if stats is not None:
+            return stats
+    metrics_path = os.path.join(folder, "metrics.json")
+    if os.path.exists(metrics_path):
+        try:
+            with open(metrics_path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved.get("config") and configs.resolve(saved["config"])["model"] == cfg["model"]:
+                if saved.get("normalization") is not None:
+                    return saved["normalization"]
+        except (OSError, ValueError):
+            pass
+    if cfg["data"]["normalize"] != "standardize":
+        return {"mean": None, "std": None}
+    d = dict(cfg["data"], download=download)
+    if data_dir:
+        d["data_dir"] = data_dir
+    try:
+        return prepare_data(dict(cfg, data=d), cfg["seed"], with_test=False)["stats"]
+    except (OSError, ValueError) as e:
+        raise ckpt.CheckpointError(
+            f"checkpoint {checkpoint} has no normalization statistics (it was written before "
+            "they were saved in every checkpoint), and they cannot be recomputed from its "
+            f"training data ({e}); evaluate the final.npz of the same run, or pass --data-dir "
+            "with the training data"
+        ) from None
 
 
 def evaluate(
@@ -312,15 +510,12 @@ def evaluate(
         raise ckpt.CheckpointError(f"checkpoint {checkpoint} has no config in its metadata")
     cfg = configs.resolve(cfg)
     dataset = dataset or cfg["data"]["dataset"]
-    x, y = datasets.load(
+    x, y = datasets.load_split(
         dataset, split=split, data_dir=data_dir or cfg["data"]["data_dir"], download=download
     )
     stats = meta.get("normalization")
     if stats is None:
-        raise ckpt.CheckpointError(
-            f"checkpoint {checkpoint} has no normalization statistics; evaluate final.npz, "
-            "best.npz or last.npz written by `nnparts train --out`"
-        )
+        stats = recover_normalization(checkpoint, cfg, data_dir, download)
     model = build_model(cfg["model"], tuple(x.shape[1:]), 10)
     load_model_state(model, model_state, checkpoint)
     tta = cfg["train"]["tta"] if tta is None else tta

@@ -197,6 +197,7 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "default_rng": nnrandom.default_rng().bit_generator.state,
             "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "callback_types": [type(cb).__name__ for cb in self.callbacks],
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
@@ -210,7 +211,7 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         self.rng.bit_generator.state = state["rng"]
         nnrandom.default_rng().bit_generator.state = state["default_rng"]
-        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+        for cb, cb_state in _pair_callback_states(self.callbacks, state):
             cb.load_state_dict(cb_state)
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -230,6 +231,26 @@ class Trainer:
         load_model_state(self.model, model_state, path)
         self.load_state_dict(states["trainer"])
         return meta
+
+
+def _pair_callback_states(callbacks, state: dict):
+    """(callback, saved state) pairs: by type name and order where the checkpoint records the
+    types, so a callback added since (e.g. the divergence guard) starts fresh; else in order."""
+    states = state["callbacks"]
+    types = state.get("callback_types")
+    if types is None:
+        if len(states) < len(callbacks):  # written before the divergence guard existed
+            callbacks = [cb for cb in callbacks if type(cb).__name__ != "DivergenceGuard"]
+        return list(zip(callbacks, states))
+    pending = list(zip(types, states))
+    pairs = []
+    for cb in callbacks:
+        for i, (name, cb_state) in enumerate(pending):
+            if name == type(cb).__name__:
+                pairs.append((cb, cb_state))
+                del pending[i]
+                break
+    return pairs
 
 
 def global_grad_norm(parameters) -> float:
