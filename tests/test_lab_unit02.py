@@ -87,3 +87,54 @@ def test_zero_init_symmetry_rule():
     frozen = [{**r, "constant_moved": 0.0} for r in good]  # identical only because nothing moved
     assert _verdict("zero-init-symmetry", frozen) == "not reproduced"
     assert _verdict("zero-init-symmetry", [good[0], broken[1], good[2]]) == "mixed"
+
+
+def test_loss_curve_band_plots_the_mean_of_the_smoothed_curves():
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    curves = [np.arange(10.0), np.arange(10.0) + 2]
+    u02.loss_curve_band(ax, curves, "x", "k", window=4)
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), np.arange(7) + 1.5 + 1)  # mean of the two
+    np.testing.assert_allclose(line.get_xdata(), np.arange(7) + 4)  # step where a window ends
+
+
+XH_GOOD = {
+    "xavier_std_ratio": 0.25,
+    "he_std_ratio": 0.92,
+    "he_final_loss": 1.0,
+    "xavier_final_loss": 2.302,
+}
+
+
+def test_relu_xavier_vs_he_rule():
+    good = [{"seed": s, **XH_GOOD} for s in range(3)]
+    assert _verdict("relu-xavier-vs-he", good) == "reproduced"
+    he_shrinks = [{**r, "he_std_ratio": 0.3} for r in good]
+    assert _verdict("relu-xavier-vs-he", he_shrinks) == "not reproduced"
+    xavier_trains = [{**r, "xavier_final_loss": 1.5} for r in good]
+    assert _verdict("relu-xavier-vs-he", xavier_trains) == "not reproduced"
+    assert _verdict("relu-xavier-vs-he", [good[0], xavier_trains[1], good[2]]) == "mixed"
+
+
+CMP_GOOD = {
+    "std001_final_loss": 2.3026,
+    "xavier_final_loss": 0.52,
+    "he_final_loss": 0.44,
+    "xavier_mean_loss": 0.83,
+    "he_mean_loss": 0.60,
+}
+
+
+def test_weight_init_compare_rule():
+    good = [
+        {"group": g, "seed": s, **CMP_GOOD} for g in ("fashion-mnist", "mnist-5k") for s in (0, 1)
+    ]
+    assert _verdict("weight-init-compare", good) == "reproduced"
+    xavier_faster = [{**r, "he_mean_loss": 0.9} for r in good]
+    assert _verdict("weight-init-compare", xavier_faster) == "not reproduced"
+    small_learns = [{**r, "std001_final_loss": 1.0} for r in good]
+    assert _verdict("weight-init-compare", small_learns) == "not reproduced"
+    one_dataset = [r if r["group"] == "mnist-5k" else xavier_faster[i] for i, r in enumerate(good)]
+    assert _verdict("weight-init-compare", one_dataset) == "mixed"

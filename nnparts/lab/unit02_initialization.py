@@ -265,3 +265,175 @@ def init_histograms(ctx):
     fig.suptitle(
         f"Activation histograms, randn(1000, 100) through 5x100 layers (seed {ctx.seeds[0]})"
     )
+
+
+def loss_curve_band(ax, curves, label, color, window=50):
+    """Mean of the smoothed curves with their min-max band over seeds."""
+    sm = np.array([common.smooth(c, window) for c in curves])
+    steps = np.arange(sm.shape[1]) + min(window, len(curves[0]))
+    ax.plot(steps, sm.mean(0), color=color, label=label)
+    ax.fill_between(steps, sm.min(0), sm.max(0), color=color, alpha=0.25, lw=0)
+
+
+@experiment(
+    name="relu-xavier-vs-he",
+    unit=UNIT,
+    claims=[11],
+    claim="With ReLU, Xavier's weights make the activations' spread shrink layer by layer (ReLU "
+    "zeroes half of them, halving the variance each layer); He's N(0, 2/n) keeps it. A 30-layer "
+    "ReLU net trains with He and stalls with Xavier (He et al. 2015, fig. 3).",
+    source="000 ToBig's slides, 001 CS231n-style notes",
+    setup="(a) the course's histogram setup with ReLU: randn(1000, 100), 5 layers of 100 units, "
+    "no bias, Xavier sqrt(1/100) vs He sqrt(2/100). (b) a 30-layer ReLU MLP (784-[100 x 29]-10, "
+    "30 Linear layers, biases zero) on Fashion-MNIST (pixels in [0, 1]), SGD lr 0.01, batch 128 "
+    "sampled with replacement, 300 steps, the two nets on the same batches; test on 2,000 images.",
+    quick_setup="(b) 60 steps, 500 test images; otherwise the same.",
+    measures="(a) activation std per layer, and layer 5 / layer 1; (b) activation std per layer at "
+    "init on a training batch; training loss (final = mean over the last 10% of steps); test "
+    "accuracy",
+    rule=Rule(
+        Check("xavier_std_ratio", "<", 0.5),
+        Check("he_std_ratio", ">", 0.5),
+        Check("he_std_ratio", "<", 2),
+        Check("he_final_loss", "<=", 0.5 * LN10),
+        Check("xavier_final_loss", ">=", 0.9 * LN10),
+        note="'shrinks' = layer 5's std under half of layer 1's (halving the variance each layer "
+        "predicts 0.25); 'keeps' = within a factor 2; 'trains' = final loss at most half the "
+        "chance loss ln 10; 'stalls' = it stays within 10% of ln 10.",
+    ),
+)
+def relu_xavier_vs_he(ctx):
+    steps, n_test = ctx.pick((300, 2000), (60, 500))
+    depth_stds = {"Xavier": [], "He": []}
+    deep_stds, curves = {"Xavier": [], "He": []}, {"Xavier": [], "He": []}
+    for seed in ctx.seeds:
+        rng = ctx.rng(seed)
+        x = rng.standard_normal((1000, 100)).astype(np.float32)
+        x_tr, y_tr, x_te, y_te = common.load("fashion-mnist", None, n_test, seed, normalize="scale")
+        numbers = {}
+        for name in ("Xavier", "He"):
+            stds = [
+                float(a.std())
+                for a in layer_activations(histogram_net("relu", INITS[name], rng), x)
+            ]
+            depth_stds[name].append(stds)
+            numbers[f"{name.lower()}_std_ratio"] = stds[-1] / stds[0]
+            model = common.mlp([784] + [100] * 29 + [10], "relu", INITS[name], rng=ctx.rng(seed, 1))
+            relus = [m for m in model if isinstance(m, nn.ReLU)]
+            with common.ActivationProbe(relus) as probe, no_grad():
+                model(Tensor(x_tr[:128]))
+            deep_stds[name].append([float(a.std()) for a in probe.outputs])
+            opt = optim.SGD(model.parameters(), lr=0.01)
+            out = common.fit(
+                model,
+                opt,
+                x_tr,
+                y_tr,
+                ctx.rng(seed, 2),
+                batch_size=128,
+                steps=steps,
+                replacement=True,
+            )
+            curves[name].append(out["loss"])
+            numbers[f"{name.lower()}_final_loss"] = float(np.mean(out["loss"][-steps // 10 :]))
+            numbers[f"{name.lower()}_test_acc"] = common.accuracy(model, x_te, y_te)
+            numbers[f"{name.lower()}_deep_std_ratio"] = (
+                deep_stds[name][-1][-1] / deep_stds[name][-1][0]
+            )
+        ctx.record(seed, **numbers)
+    fig, axes = ctx.figure("depth-and-training", 1, 3, figsize=(13, 3.6))
+    for name in ("Xavier", "He"):
+        for ax, stds in ((axes[0], depth_stds[name]), (axes[1], deep_stds[name])):
+            s = np.array(stds)
+            layers = np.arange(1, s.shape[1] + 1)
+            ax.plot(
+                layers, s.mean(0), "o-" if ax is axes[0] else "-", color=COLORS[name], label=name
+            )
+            ax.fill_between(layers, s.min(0), s.max(0), color=COLORS[name], alpha=0.25, lw=0)
+        loss_curve_band(axes[2], curves[name], name, COLORS[name], window=ctx.pick(20, 5))
+    axes[0].set(
+        title="histogram setup (randn, 5x100, ReLU)", xlabel="layer", ylabel="activation std"
+    )
+    axes[1].set(
+        title="30-layer MLP at init (Fashion-MNIST batch)",
+        xlabel="layer",
+        ylabel="activation std",
+        yscale="log",
+    )
+    axes[2].axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
+    axes[2].set(
+        title=f"30-layer MLP training ({len(ctx.seeds)} seeds)",
+        xlabel="step",
+        ylabel="training loss (smoothed)",
+    )
+    for ax in axes:
+        ax.legend(fontsize=8)
+
+
+COMPARE = {"std 0.01": "std001", "Xavier": "xavier", "He": "he"}
+
+
+@experiment(
+    name="weight-init-compare",
+    unit=UNIT,
+    claims=[12],
+    claim="With weights N(0, 0.01^2) the net does not learn at all; with Xavier and He it does, "
+    "and He learns fastest (the course's weight_init_compare on MNIST).",
+    source="000 ToBig's slides",
+    setup="The course's weight_init_compare: 784-[100 x 4]-10, ReLU, biases zero, SGD lr 0.01, "
+    "batch 128 sampled with replacement, 2,000 iterations, the three nets on the same batches; "
+    "pixels in [0, 1]. Fashion-MNIST (60,000 training, 10,000 test images) and mnist-5k (4,000 "
+    "training, 1,000 test digits, split stratified per seed).",
+    quick_setup="200 iterations, 1,000 test images; otherwise the same.",
+    seeds=2,
+    measures="training loss per iteration (figure: smoothed over 50, mean and min-max band over "
+    "seeds); final loss = mean over the last 10% of iterations; mean loss over all iterations "
+    "(the area under the curve: lower = learns faster); test accuracy",
+    rule=Rule(
+        Check("std001_final_loss", ">=", 0.9 * LN10),
+        Check("xavier_final_loss", "<=", 0.5 * LN10),
+        Check("he_final_loss", "<=", 0.5 * LN10),
+        Check("he_mean_loss", "<", "xavier_mean_loss"),
+        note="'does not learn' = final loss within 10% of the chance loss ln 10; 'learns' = final "
+        "loss at most half of ln 10; 'fastest' = He's mean loss over the run below Xavier's, on "
+        "the same batches.",
+    ),
+)
+def weight_init_compare(ctx):
+    iters, n_test = ctx.pick((2000, None), (200, 1000))
+    curves = {}
+    for group in common.DATASETS:
+        for seed in ctx.seeds:
+            x, y, xt, yt = common.load(group, None, n_test, seed, normalize="scale")
+            numbers = {}
+            for name, key in COMPARE.items():
+                model = common.mlp(
+                    [784, 100, 100, 100, 100, 10], "relu", INITS[name], rng=ctx.rng(seed, 1)
+                )
+                opt = optim.SGD(model.parameters(), lr=0.01)
+                loss = common.fit(
+                    model,
+                    opt,
+                    x,
+                    y,
+                    ctx.rng(seed, 2),
+                    batch_size=128,
+                    steps=iters,
+                    replacement=True,
+                )["loss"]
+                curves.setdefault((group, name), []).append(loss)
+                numbers[f"{key}_final_loss"] = float(np.mean(loss[-iters // 10 :]))
+                numbers[f"{key}_mean_loss"] = float(np.mean(loss))
+                numbers[f"{key}_test_acc"] = common.accuracy(model, xt, yt)
+            ctx.record(seed, group=group, **numbers)
+    fig, axes = ctx.figure("loss-curves", 1, 2, figsize=(11, 3.8))
+    for ax, group in zip(axes, common.DATASETS):
+        for name in COMPARE:
+            loss_curve_band(ax, curves[group, name], name, COLORS[name], window=ctx.pick(50, 10))
+        ax.axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
+        ax.set(
+            title=f"{group}: 784-[100 x 4]-10, ReLU, SGD lr 0.01 ({len(ctx.seeds)} seeds)",
+            xlabel="iteration",
+            ylabel="training loss (smoothed)",
+        )
+        ax.legend(fontsize=8)
