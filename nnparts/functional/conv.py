@@ -43,12 +43,14 @@ Convolutional Neural Networks for Document Processing" (2006) — the im2col/GEM
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nnparts import threads
+from nnparts.functional.math import reshape
 from nnparts.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
@@ -88,6 +90,7 @@ def _check_conv_args(x_shape, w_shape, b_shape, stride, padding):
         raise ValueError(
             f"conv2d channel mismatch: input {tuple(x_shape)} has {x_shape[1]} channels but "
             f"weight {tuple(w_shape)} expects {w_shape[1]} (weight layout (out, in, kh, kw))"
+            + _channel_hint(tuple(x_shape), w_shape[1])
         )
     if b_shape is not None and tuple(b_shape) != (w_shape[0],):
         raise ValueError(
@@ -371,18 +374,243 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
-    """2-D cross-correlation (PyTorch's ``conv2d``): ``x (N, C, H, W)``, ``weight (O, C, kh, kw)``.
+class Conv2dGeneral(Function):
+    """The options of the default path's :class:`Conv2d` left out: ``dilation``, ``groups`` and
+    uneven padding (``padding='same'`` with an even effective kernel). A separate op, so the
+    tuned default path stays as it is.
 
-    ``out[n, o, i, j] = b[o] + sum_{c, p, q} x_pad[n, c, i*sh + p, j*sw + q] * weight[o, c, p, q]``
-    with ``OH = (H + 2*ph - kh) // sh + 1``. ``stride`` and ``padding`` are an int or a pair
-    ``(height, width)``; padding is zeros. Returns ``(N, O, OH, OW)`` (C-contiguous).
+    With ``x`` padded by ``((pt, pb), (pl, pr))``, dilation ``(dh, dw)`` and ``G`` groups of
+    ``Cg = C/G`` input and ``Og = O/G`` output channels::
 
-    Raises ValueError, naming the shapes, for a non-4-D input, a channel mismatch, a bias of the
-    wrong length, or a kernel larger than the padded input.
+        out[n, g*Og + o, i, j] = b[g*Og + o]
+            + sum_{c < Cg, p, q} x_pad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw] * w[g*Og + o, c, p, q]
+
+    ``OH = (H + pt + pb - dh*(kh - 1) - 1) // sh + 1``. The receptive fields of the whole batch
+    are copied once into ``col (N, G, Cg*kh*kw, OH*OW)`` (the dilation folded into the strides
+    of a sliding-window view) and every group is one batched GEMM ``W_g @ col_g``. Backward:
+    ``dW_g = sum_n dout_g col_g^T``, ``dcol_g = W_g^T dout_g`` and col2im (one strided add per
+    kernel offset).
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x, weight, bias=None, stride=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1
+    ):
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = weight.shape
+        G = groups
+        (pt, pb), (pl, pr) = pads
+        dh, dw = dilation
+        sh, sw = stride
+        dtype = np.result_type(x, weight) if bias is None else np.result_type(x, weight, bias)
+        xp = np.pad(x.astype(dtype, copy=False), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        OH, OW = (H + pt + pb - ekh) // sh + 1, (W + pl + pr - ekw) // sw + 1
+        win = sliding_window_view(xp, (ekh, ekw), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+        win = win[:, :, :OH, :OW]  # (N, C, OH, OW, kh, kw)
+        K, L = Cg * kh * kw, OH * OW
+        col = np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(N, G, K, L)
+        w_g = weight.astype(dtype, copy=False).reshape(G, O // G, K)
+        out = np.matmul(w_g, col).reshape(N, O, OH, OW)  # (N, G, Og, L): one GEMM per group
+        if bias is not None:
+            out += bias.astype(dtype, copy=False)[:, None, None]
+        ctx.save(col, w_g)
+        ctx.geometry = (x.shape, weight.shape, stride, pads, dilation, G, (OH, OW))
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        col, w_g = ctx.saved
+        (N, C, H, W), (O, Cg, kh, kw), (sh, sw), pads, (dh, dw), G, (OH, OW) = ctx.geometry
+        (pt, pb), (pl, pr) = pads
+        needs = ctx.needs_grad
+        gg = g.astype(w_g.dtype, copy=False).reshape(N, G, O // G, OH * OW)
+        gx = gw = gb = None
+        if len(needs) > 2 and needs[2]:
+            gb = g.sum(axis=(0, 2, 3)).astype(ctx.dtypes[2], copy=False)
+        if needs[1]:
+            gw = np.matmul(gg, col.transpose(0, 1, 3, 2)).sum(axis=0)
+            gw = gw.reshape(O, Cg, kh, kw).astype(ctx.dtypes[1], copy=False)
+        if needs[0]:
+            dcol = np.matmul(w_g.transpose(0, 2, 1), gg).reshape(N, C, kh, kw, OH, OW)
+            dxp = np.zeros((N, C, H + pt + pb, W + pl + pr), dtype=dcol.dtype)
+            hspan, wspan = sh * (OH - 1) + 1, sw * (OW - 1) + 1
+            for p in range(kh):
+                for q in range(kw):
+                    dxp[:, :, p * dh : p * dh + hspan : sh, q * dw : q * dw + wspan : sw] += dcol[
+                        :, :, p, q
+                    ]
+            gx = dxp[:, :, pt : pt + H, pl : pl + W].astype(ctx.dtypes[0], copy=False)
+        return gx, gw, gb
+
+
+def _channel_hint(x_shape, in_channels: int) -> str:
+    """The likely fix when an input's channel axis does not hold ``in_channels``."""
+    if len(x_shape) == 3 and in_channels == 1:
+        n, h, w = x_shape
+        return (
+            f"; for a batch of {n} single-channel {h}x{w} images add the channel axis: "
+            f"x.reshape({n}, 1, {h}, {w})"
+        )
+    if len(x_shape) == 4 and x_shape[3] == in_channels:
+        return "; the input looks channels-last (N, H, W, C): use x.transpose(0, 3, 1, 2)"
+    if len(x_shape) == 3 and x_shape[2] == in_channels:
+        return "; the image looks channels-last (H, W, C): use x.transpose(2, 0, 1)"
+    return ""
+
+
+def _check_input_rank(x_shape, in_channels: int):
+    if len(x_shape) in (3, 4):
+        return
+    hint = ""
+    if len(x_shape) == 2:
+        n, f = x_shape
+        side = int(round(math.sqrt(f / in_channels))) if f % in_channels == 0 else 0
+        if side and side * side * in_channels == f:
+            hint = (
+                f"; flat images of {f} values reshape to x.reshape({n}, {in_channels}, {side}, "
+                f"{side})"
+            )
+        else:
+            hint = "; flat images need x.reshape(N, C, H, W)"
+    raise ValueError(
+        f"conv2d expects a 4-D input (N, C, H, W) or one unbatched image (C, H, W), got shape "
+        f"{tuple(x_shape)}{hint}"
+    )
+
+
+def _same_padding(kernel, dilation, stride):
+    """``padding='same'``: ``d*(k - 1)`` zeros in total per axis, the extra one (if odd) at the
+    bottom/right, as PyTorch. Only for stride 1 (as PyTorch)."""
+    if stride != (1, 1):
+        raise ValueError(
+            f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}; give the "
+            "padding as numbers for a strided convolution"
+        )
+    pads = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D cross-correlation (PyTorch's ``conv2d``): ``x (N, C, H, W)``, ``weight (O, C/groups,
+    kh, kw)``.
+
+    ``out[n, o, i, j] = b[o] + sum_{c, p, q} x_pad[n, g*C/G + c, i*sh + p*dh, j*sw + q*dw]
+    * weight[o, c, p, q]`` with ``g = o // (O/G)`` (the group of output channel ``o``) and
+    ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``.
+
+    Args:
+        x: ``(N, C, H, W)``, or one unbatched image ``(C, H, W)`` (the output is then
+            ``(O, OH, OW)``, as PyTorch).
+        stride, dilation: an int or a pair ``(height, width)``; ``dilation`` spaces the kernel
+            taps ``d`` pixels apart (an atrous convolution; Yu & Koltun 2016).
+        padding: an int, a pair, ``'valid'`` (no padding) or ``'same'`` (output as large as the
+            input; stride 1 only; an odd total puts the extra zero at the bottom/right, as
+            PyTorch). Zeros.
+        groups: split the channels into ``G`` groups, each convolved with its own ``O/G``
+            filters; ``groups = C`` with ``O = k*C`` is a depthwise convolution (MobileNet).
+            ``C`` and ``O`` must be multiples of ``groups``.
+
+    Returns ``(N, O, OH, OW)`` (C-contiguous). The default (``dilation=1``, ``groups=1``,
+    numeric padding) runs the tuned chunked GEMM of :class:`Conv2d`; the other options run
+    :class:`Conv2dGeneral`.
+
+    Raises ValueError, naming the shapes and the fix, for an input that is not ``(N, C, H, W)``
+    / ``(C, H, W)``, a channel mismatch (channels-last or a missing channel axis are
+    recognized), a bias of the wrong length, or a kernel larger than the padded input.
     """
     stride = _pair(stride, "stride")
-    padding = _pair(padding, "padding")
-    if bias is None:
-        return Conv2d.apply(x, weight, stride=stride, padding=padding)
-    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)
+    if groups == 1 and dilation == 1 and not isinstance(padding, str):
+        padding = _pair(padding, "padding")
+        if np.ndim(x.data if isinstance(x, Tensor) else x) == 4:
+            if bias is None:
+                return Conv2d.apply(x, weight, stride=stride, padding=padding)
+            return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)
+    return _conv2d_options(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d_options(x, weight, bias, stride, padding, dilation, groups):
+    """Unbatched inputs, dilation, groups and string padding (see :func:`conv2d`)."""
+    x_shape = tuple(np.shape(x.data if isinstance(x, Tensor) else x))
+    w_shape = tuple(np.shape(weight.data if isinstance(weight, Tensor) else weight))
+    if len(w_shape) != 4:
+        raise ValueError(
+            f"conv2d weight must be 4-D (out_channels, in_channels/groups, kh, kw), got shape "
+            f"{w_shape}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d groups must be an int >= 1, got {groups!r}")
+    dilation = _pair(dilation, "dilation")
+    if min(dilation) < 1:
+        raise ValueError(f"conv2d dilation must be >= 1, got {dilation}")
+    _check_input_rank(x_shape, w_shape[1] * groups)
+    unbatched = len(x_shape) == 3
+    if unbatched:
+        if x_shape[0] != w_shape[1] * groups:
+            raise ValueError(
+                f"conv2d channel mismatch: unbatched input {x_shape} (C, H, W) has {x_shape[0]} "
+                f"channels but weight {w_shape} expects {w_shape[1] * groups}"
+                + _channel_hint(x_shape, w_shape[1] * groups)
+            )
+        x = reshape(x, (1, *x_shape))
+        x_shape = (1, *x_shape)
+    C, O = x_shape[1], w_shape[0]
+    if C % groups or O % groups:
+        raise ValueError(
+            f"conv2d groups={groups} must divide both the input channels ({C}) and the output "
+            f"channels ({O})"
+        )
+    if w_shape[1] * groups != C:
+        raise ValueError(
+            f"conv2d channel mismatch: input {x_shape} has {C} channels but weight {w_shape} "
+            f"with groups={groups} expects {w_shape[1] * groups} (weight layout (out, in/groups, "
+            "kh, kw))" + _channel_hint(x_shape, w_shape[1] * groups)
+        )
+    kernel = w_shape[2:]
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0), (0, 0))
+        elif padding == "same":
+            pads = _same_padding(kernel, dilation, stride)
+        else:
+            raise ValueError(
+                f"conv2d padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
+            )
+    else:
+        ph, pw = _pair(padding, "padding")
+        pads = ((ph, ph), (pw, pw))
+    symmetric = pads[0][0] == pads[0][1] and pads[1][0] == pads[1][1]
+    if groups == 1 and dilation == (1, 1) and symmetric:
+        out = conv2d(x, weight, bias, stride, (pads[0][0], pads[1][0]))
+    else:
+        if min(stride) < 1 or min(min(pads)) < 0:
+            raise ValueError(
+                f"conv2d needs stride >= 1 and padding >= 0, got stride={stride}, padding={padding}"
+            )
+        ekh, ekw = dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1
+        hp, wp = x_shape[2] + sum(pads[0]), x_shape[3] + sum(pads[1])
+        if ekh > hp or ekw > wp:
+            raise ValueError(
+                f"conv2d kernel {tuple(kernel)} with dilation {dilation} spans ({ekh}, {ekw}), "
+                f"larger than the padded input ({hp}, {wp}) (input {x_shape}); use a smaller "
+                "kernel or dilation, or more padding"
+            )
+        if bias is not None and tuple(
+            np.shape(bias.data if isinstance(bias, Tensor) else bias)
+        ) != (O,):
+            raise ValueError(
+                f"conv2d bias shape {np.shape(bias)} does not match weight {w_shape}; "
+                f"expected ({O},)"
+            )
+        kw = dict(stride=stride, pads=pads, dilation=dilation, groups=int(groups))
+        if bias is None:
+            out = Conv2dGeneral.apply(x, weight, **kw)
+        else:
+            out = Conv2dGeneral.apply(x, weight, bias, **kw)
+    if unbatched:
+        out = reshape(out, out.shape[1:])
+    return out
