@@ -214,8 +214,8 @@ class DivergenceGuard(Callback):
     Per step (after each optimizer step, from ``on_batch_end``'s logs; a few float operations):
 
     * a non-finite gradient norm stops at once;
-    * the loss above ``factor`` times its initial value (the mean of the first
-      ``reference_steps`` losses) for ``patience`` steps in a row stops.
+    * the loss above ``factor`` times its initial value (the loss of the first step, computed
+      before any update: about ``log(num_classes)``) for ``patience`` steps in a row stops.
 
     Per epoch: non-finite weights stop, and so does an accuracy (validation if there is one,
     else training) below ``chance_margin`` times chance (``1 / num_classes``) once
@@ -230,19 +230,17 @@ class DivergenceGuard(Callback):
         self,
         factor: float = 10.0,
         patience: int = 5,
-        reference_steps: int = 3,
         num_classes: int = 10,
         warmup_steps: int = 200,
         chance_margin: float = 1.5,
     ):
-        self.factor, self.patience, self.reference_steps = factor, patience, reference_steps
+        self.factor, self.patience = factor, patience
         self.num_classes, self.warmup_steps, self.chance_margin = (
             num_classes,
             warmup_steps,
             chance_margin,
         )
         self.reference = None
-        self._first: list[float] = []
         self.above = 0
 
     def _stop(self, trainer, epoch, step, what, cause):
@@ -252,9 +250,10 @@ class DivergenceGuard(Callback):
         hint = "try a smaller learning rate" + (
             f": --optimizer.lr {better:g} or below" if better else ""
         )
+        cause = cause.format(lr=f"the learning rate ({lr:g} with {name})")
         raise DivergenceError(
-            f"training diverged at epoch {epoch}, step {step}: {what}; likely cause: {cause} "
-            f"(lr {lr:g} with {name}); {hint}. The last good checkpoint (if any) is unchanged."
+            f"training diverged at epoch {epoch}, step {step}: {what}; likely cause: {cause}; "
+            f"{hint}. The last good checkpoint (if any) is unchanged."
         )
 
     def on_batch_end(self, trainer, logs):
@@ -265,12 +264,11 @@ class DivergenceGuard(Callback):
                 logs["epoch"],
                 logs["step"],
                 f"the gradient norm became {grad_norm}",
-                "the learning rate is too large",
+                "{lr} is too large",
             )
         if self.reference is None:
-            self._first.append(loss)
-            if len(self._first) >= self.reference_steps:
-                self.reference = sum(self._first) / len(self._first)
+            if math.isfinite(loss):
+                self.reference = loss
             return
         if loss > self.factor * self.reference:
             self.above += 1
@@ -281,8 +279,8 @@ class DivergenceGuard(Callback):
                     logs["step"],
                     f"the loss has been above {self.factor:g}x its initial value "
                     f"{self.reference:.3g} for {self.above} steps (now {loss:.3g})",
-                    "the learning rate is too large: the weights blow up (BatchNorm can keep "
-                    "the loss finite meanwhile)",
+                    "{lr} is too large: the weights blow up while BatchNorm can keep the "
+                    "loss finite",
                 )
         else:
             self.above = 0
@@ -296,7 +294,7 @@ class DivergenceGuard(Callback):
                     logs["epoch"],
                     step,
                     f"parameter {name} holds non-finite values",
-                    "the learning rate is too large",
+                    "{lr} is too large",
                 )
         chance = 1.0 / self.num_classes
         accuracy = logs.get("val_accuracy", logs.get("train_accuracy"))
@@ -309,16 +307,14 @@ class DivergenceGuard(Callback):
                     step,
                     f"the {which} accuracy is {accuracy:.3f} after {step} steps, about chance "
                     f"({chance:.2f})",
-                    "the learning rate is too large (or too small: then the loss stays at its "
-                    "initial value)",
+                    "{lr} is too large (or too small, if the loss stays at its initial value)",
                 )
 
     def state_dict(self):
-        return {"reference": self.reference, "first": list(self._first), "above": self.above}
+        return {"reference": self.reference, "above": self.above}
 
     def load_state_dict(self, state):
         self.reference = state.get("reference")
-        self._first = list(state.get("first", []))
         self.above = int(state.get("above", 0))
 
 
