@@ -5,6 +5,8 @@ Claims 30, 35, 37, 44 of LAB.md (and, by the same rules, the others of the unit)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from nnparts import optim
@@ -12,6 +14,7 @@ from nnparts.lab import common
 from nnparts.lab.engine import Check, Rule, experiment
 from nnparts.optim.regularizers import l2_penalty
 from nnparts.tensor import Tensor, no_grad
+from nnparts.train.callbacks import Callback
 from nnparts.train.ensemble import bootstrap_indices, combine, softmax_probs
 
 UNIT = "05 regularization"
@@ -19,6 +22,10 @@ UNIT = "05 regularization"
 
 def _weights(model):
     return [p for name, p in model.named_parameters() if name.endswith("weight")]
+
+
+def _penalty(kind, strength, model):
+    return kind(_weights(model), strength)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,3 +448,484 @@ def bias_variance_experiment(ctx):
             title=f"{kind}: bias-variance (one line per seed)",
         )
         ax.legend(fontsize=7)
+
+
+# ------------------------------------------------------------------------------------------------
+@experiment(
+    name="l1-vs-l2",
+    unit=UNIT,
+    claims=[31],
+    claim="L1 regularization yields sparse weights (many exactly or nearly zero); L2 yields "
+    "small but dense weights.",
+    source="000 ToBig's slides, 004 devcourse notes",
+    setup="MLP 784-100-10 (ReLU, He), SGD momentum 0.9 lr 0.05, batch 100, 15 epochs on 5,000 "
+    "Fashion-MNIST images; penalty on the weights: none, L1 lambda * sum|W| and L2 lambda/2 * "
+    "sum W^2 at matched strength (L2's lambda = L1's lambda / RMS of the initial weights, so both "
+    "pull equally hard on a weight of typical initial size); L1 lambda = 1e-4.",
+    quick_setup="2,000 images, 6 epochs.",
+    measures="fraction of first-layer weights with |w| < 1% of the initial RMS ('near zero'); "
+    "RMS of the weights; test accuracy (5,000 test images)",
+    rule=Rule(
+        Check("near_zero_l1", ">", "near_zero_l2", factor=3),
+        Check("near_zero_l1", ">", "near_zero_none", factor=3),
+        Check("rms_l2", "<", "rms_none"),
+    ),
+)
+def l1_vs_l2(ctx):
+    from nnparts.optim.regularizers import l1_penalty
+
+    n, epochs, lam = ctx.pick(5000, 2000), ctx.pick(15, 6), 1e-4
+    fig, ax = ctx.figure("weights", figsize=(6.5, 4))
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load("fashion-mnist", n, 5000, seed=seed)
+        numbers = {}
+        for variant in ("none", "l1", "l2"):
+            rng = ctx.rng(seed, 1)
+            model = common.mlp([784, 100, 10], "relu", "he_normal", rng=rng)
+            rms0 = float(np.sqrt(np.mean(model[0].weight.data ** 2)))
+            penalty = {
+                "none": None,
+                "l1": functools.partial(_penalty, l1_penalty, lam),
+                "l2": functools.partial(_penalty, l2_penalty, lam / rms0),
+            }[variant]
+            opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            common.fit(model, opt, x, y, rng, batch_size=100, epochs=epochs, penalty=penalty)
+            w = model[0].weight.data.ravel()
+            numbers[f"near_zero_{variant}"] = float(np.mean(np.abs(w) < 0.01 * rms0))
+            numbers[f"rms_{variant}"] = float(np.sqrt(np.mean(w**2)))
+            numbers[f"test_acc_{variant}"] = common.accuracy(model, xt, yt)
+            if seed == ctx.seeds[0]:
+                ax.hist(
+                    w / rms0,
+                    bins=120,
+                    range=(-3, 3),
+                    histtype="step",
+                    lw=1.3,
+                    label=f"{variant} ({numbers[f'near_zero_{variant}']:.1%} near 0)",
+                )
+        ctx.record(seed, **numbers)
+    ax.set(
+        yscale="log",
+        xlabel="first-layer weight / initial RMS",
+        ylabel="weights",
+        title="weights after training (seed 0)",
+    )
+    ax.legend(fontsize=8)
+
+
+# ------------------------------------------------------------------------------------------------
+class _TestAccuracyAtEnd(Callback):
+    def __init__(self, x, y):
+        self.x, self.y, self.accuracy = x, y, None
+
+    def on_train_end(self, trainer):
+        self.accuracy = common.accuracy(trainer.model, self.x, self.y)
+
+
+def _es_trainer(seed, train, val, callbacks):
+    """The early-stopping experiment's run: the same init and batches for every call of a seed
+    (the generator is ``ctx.rng(seed, 1)``'s)."""
+    from nnparts.data import DataLoader
+    from nnparts.train.trainer import Trainer
+
+    rng = np.random.default_rng([int(seed), 1])
+    model = common.mlp([784, 256, 256, 10], "relu", "he_normal", rng=rng)
+    loader = DataLoader(*train, batch_size=64, shuffle=True, seed=seed)
+    return Trainer(
+        model,
+        optim.Adam(model.parameters(), lr=1e-3),
+        loader,
+        val_data=val,
+        callbacks=callbacks,
+        progress=False,
+        log=None,
+        rng=rng,
+    )
+
+
+@experiment(
+    name="early-stopping",
+    unit=UNIT,
+    claims=[32],
+    claim="Early stopping halts near the minimum of the validation loss, and restoring the best "
+    "weights gives better test accuracy than keeping the last ones.",
+    source="000 ToBig's slides, 002 boostcamp notes, 004 devcourse notes",
+    setup="MLP 784-256-256-10 (ReLU, He), Adam lr 1e-3, batch 64, up to 60 epochs on 2,000 "
+    "Fashion-MNIST images (500 more for validation), nnparts' Trainer with "
+    "EarlyStopping(val_loss, patience 5, restore_best); the same run without early stopping "
+    "gives the validation curve's minimum over all 60 epochs; 5,000 test images.",
+    quick_setup="1,000 training images, up to 30 epochs, patience 3.",
+    measures="the early-stopped run's best epoch vs the epoch of the validation minimum of the "
+    "full 60-epoch run (min_gap, in epochs); test accuracy with the restored best weights vs "
+    "the weights of the last epoch run",
+    rule=Rule(
+        Check("min_gap", "<=", "patience"),
+        Check("test_acc_restored", ">=", "test_acc_last"),
+    ),
+)
+def early_stopping(ctx):
+    from nnparts.train.callbacks import EarlyStopping
+
+    n, max_epochs, patience = ctx.pick(2000, 1000), ctx.pick(60, 30), ctx.pick(5, 3)
+    fig, ax = ctx.figure("validation", figsize=(6.5, 4))
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load("fashion-mnist", n + 500, 5000, seed=seed)
+        xv, yv, x, y = x[:500], y[:500], x[500:], y[500:]
+
+        make = functools.partial(_es_trainer, seed, (x, y), (xv, yv))
+        full = make([])
+        full.fit(max_epochs)
+        val = [h["val_loss"] for h in full.history]
+        best_epoch = int(np.argmin(val)) + 1
+        last = _TestAccuracyAtEnd(xt, yt)  # runs before EarlyStopping restores the best weights
+        stopper = EarlyStopping("val_loss", patience=patience, restore_best=True)
+        es = make([last, stopper])
+        es.fit(max_epochs)
+        ctx.record(
+            seed,
+            stop_epoch=es.epoch,
+            es_best_epoch=stopper.best_epoch,
+            val_min_epoch=best_epoch,
+            min_gap=abs(stopper.best_epoch - best_epoch),
+            patience=patience,
+            test_acc_restored=common.accuracy(es.model, xt, yt),
+            test_acc_last=last.accuracy,
+            test_acc_full_run=common.accuracy(full.model, xt, yt),
+        )
+        (line,) = ax.plot(range(1, len(val) + 1), val, alpha=0.7, label=f"seed {seed}")
+        ax.axvline(es.epoch, color=line.get_color(), ls=":", lw=1)
+        ax.plot([best_epoch], [val[best_epoch - 1]], "o", color=line.get_color())
+    ax.set(
+        xlabel="epoch",
+        ylabel="validation loss",
+        title="validation loss (dot: minimum; dotted: early stop)",
+    )
+    ax.legend(fontsize=8)
+
+
+# ------------------------------------------------------------------------------------------------
+def _image_mlp(sizes, rng, dropout=0.0):
+    from nnparts import nn
+
+    return nn.Sequential(
+        nn.Flatten(), common.mlp(sizes, "relu", "he_normal", dropout=dropout, rng=rng)
+    )
+
+
+AUGMENTATIONS = {
+    "none": None,
+    "flip+shift": [{"name": "hflip"}, {"name": "random_shift", "max_shift": 2}],
+    "rotation": [{"name": "rotation", "degrees": 10}],
+    "noise": [{"name": "gaussian_noise", "std": 0.1}],
+    "elastic": [{"name": "elastic", "alpha": 34.0, "sigma": 4.0}],
+}
+
+
+def _augmenter(spec):
+    from nnparts.data import build_augmentation
+
+    if spec is None:
+        return None
+    transform = build_augmentation(spec)
+    return lambda xb, yb, rng: (transform(xb, rng=rng), yb)
+
+
+@experiment(
+    name="augmentation-data-size",
+    unit=UNIT,
+    claims=[33],
+    claim="Data augmentation improves test accuracy, most of all when the training set is small.",
+    source="000 ToBig's slides, 002 boostcamp notes, 004 devcourse notes",
+    setup="MLP 784-256-10 (ReLU, He) on Fashion-MNIST images in [0, 1], Adam lr 1e-3, batch 128; "
+    "1,000 / 5,000 / 55,000 training images for 40 / 12 / 3 epochs; augmentations (nnparts.data): "
+    "none, flips + 2-pixel shifts, rotation (10 degrees), Gaussian noise (std 0.1), elastic "
+    "(alpha 34, sigma 4); 5,000 test images; 2 seeds.",
+    quick_setup="1,000 and 5,000 images only, 15 / 4 epochs, 2,000 test images, 1 seed.",
+    measures="test-accuracy gain of flips + shifts over none at each size (the rule's "
+    "augmentation, chosen before the run); the other augmentations' gains are reported",
+    rule=Rule(
+        Check("gain_1k", ">", 0),
+        Check("gain_1k", ">", "gain_largest"),
+        over="mean",
+    ),
+    seeds=2,
+)
+def augmentation_data_size(ctx):
+    sizes = ctx.pick({1000: 40, 5000: 12, 55000: 3}, {1000: 15, 5000: 4})
+    fig, ax = ctx.figure("gain-by-size", figsize=(6.5, 4))
+    gains_seen = {name: [] for name in AUGMENTATIONS if name != "none"}
+    for seed in ctx.seeds[: ctx.pick(len(ctx.seeds), 1)]:
+        numbers = {}
+        for n, epochs in sizes.items():
+            x, y, xt, yt = common.load(
+                "fashion-mnist", n, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+            )
+            accs = {}
+            for name, spec in AUGMENTATIONS.items():
+                rng = ctx.rng(seed, 1)
+                model = _image_mlp([784, 256, 10], rng)
+                common.fit(
+                    model,
+                    optim.Adam(model.parameters(), lr=1e-3),
+                    x,
+                    y,
+                    rng,
+                    batch_size=128,
+                    epochs=epochs,
+                    augment=_augmenter(spec),
+                )
+                accs[name] = common.accuracy(model, xt, yt)
+            label = f"{n // 1000}k"
+            for name in gains_seen:
+                numbers[f"gain_{name}_{label}"] = accs[name] - accs["none"]
+            numbers[f"acc_none_{label}"] = accs["none"]
+            numbers[f"gain_{label}"] = accs["flip+shift"] - accs["none"]
+        numbers["gain_largest"] = numbers[f"gain_{max(sizes) // 1000}k"]
+        ctx.record(seed, **numbers)
+        for name in gains_seen:
+            gains_seen[name].append([numbers[f"gain_{name}_{n // 1000}k"] for n in sizes])
+    for name, rows in gains_seen.items():
+        ax.plot(list(sizes), np.mean(rows, axis=0), "o-", label=name)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(
+        xscale="log",
+        xlabel="training images",
+        ylabel="test accuracy gain over none",
+        title="augmentation gain by training-set size (mean over seeds)",
+    )
+    ax.legend(fontsize=8)
+
+
+# ------------------------------------------------------------------------------------------------
+# the CutMix paper's ImageNet table (Yun et al. 2019, ResNet-50 top-1): baseline 76.3
+PAPER_GAINS = {"mixup": 77.4 - 76.3, "cutout": 77.1 - 76.3, "cutmix": 78.6 - 76.3}
+
+
+@experiment(
+    name="mixup-cutout-cutmix",
+    unit=UNIT,
+    claims=[34],
+    claim="mixup, Cutout and CutMix each improve accuracy (CutMix paper, ResNet-50 on ImageNet: "
+    "baseline 76.3%, mixup 77.4%, Cutout 77.1%, CutMix 78.6%).",
+    source="000 ToBig's slides, 002 boostcamp notes",
+    setup="MLP 784-512-256-10 (ReLU, He) on 10,000 Fashion-MNIST images in [0, 1], Adam lr "
+    "1e-3, batch 128, 20 epochs; mixup (alpha 0.2), Cutout (8x8 box), CutMix (alpha 1.0) from "
+    "nnparts.data, each alone; 5,000 test images.",
+    quick_setup="3,000 images, 6 epochs, 2,000 test images.",
+    measures="test accuracy per method and its gain over none, beside the paper's gains "
+    "(percentage points)",
+    rule=Rule(
+        Check("gain_mixup", ">", 0),
+        Check("gain_cutout", ">", 0),
+        Check("gain_cutmix", ">", 0),
+        over="mean",
+    ),
+)
+def mixup_cutout_cutmix(ctx):
+    from nnparts.data import CutMix, Cutout, Mixup
+
+    n, epochs = ctx.pick(10_000, 3_000), ctx.pick(20, 6)
+    methods = {
+        "none": None,
+        "mixup": Mixup(alpha=0.2, num_classes=10),
+        "cutout": Cutout(size=8),
+        "cutmix": CutMix(alpha=1.0, num_classes=10),
+    }
+    fig, ax = ctx.figure("gains", figsize=(6, 4))
+    gains = {m: [] for m in PAPER_GAINS}
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load(
+            "fashion-mnist", n, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+        )
+        accs = {}
+        for name, transform in methods.items():
+            rng = ctx.rng(seed, 1)
+            model = _image_mlp([784, 512, 256, 10], rng)
+            augment = None if transform is None else functools.partial(_mix, transform)
+            common.fit(
+                model,
+                optim.Adam(model.parameters(), lr=1e-3),
+                x,
+                y,
+                rng,
+                batch_size=128,
+                epochs=epochs,
+                augment=augment,
+            )
+            accs[name] = common.accuracy(model, xt, yt)
+        numbers = {f"acc_{m}": a for m, a in accs.items()}
+        for m in PAPER_GAINS:
+            numbers[f"gain_{m}"] = accs[m] - accs["none"]
+            gains[m].append(100 * numbers[f"gain_{m}"])
+        ctx.record(seed, **numbers)
+    pos = np.arange(len(PAPER_GAINS))
+    ours = [np.mean(gains[m]) for m in PAPER_GAINS]
+    spread = [np.ptp(gains[m]) / 2 for m in PAPER_GAINS]
+    ax.bar(pos - 0.2, ours, 0.4, yerr=spread, label="ours: Fashion-MNIST, MLP (mean, half range)")
+    ax.bar(pos + 0.2, list(PAPER_GAINS.values()), 0.4, label="CutMix paper: ImageNet, ResNet-50")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(pos, list(PAPER_GAINS))
+    ax.set(ylabel="accuracy gain over none (points)", title="gain of each method")
+    ax.legend(fontsize=8)
+    ctx.note(
+        "Paper's gains (points): " + ", ".join(f"{m} +{g:.1f}" for m, g in PAPER_GAINS.items())
+    )
+
+
+def _mix(transform, xb, yb, rng):
+    out = transform(xb, yb, rng=rng)
+    return out if isinstance(out, tuple) else (out, yb)
+
+
+# ------------------------------------------------------------------------------------------------
+class WeightNoise(Callback):
+    """Not a Trainer callback here: adds N(0, std^2 * mean(W^2)) to every weight before a forward
+    pass and removes it after the update, so the gradient is taken at perturbed weights."""
+
+    def __init__(self, model, std, rng):
+        self.weights, self.std, self.rng = _weights(model), std, rng
+        self.noise = None
+
+    def add(self):
+        self.noise = []
+        for w in self.weights:
+            scale = self.std * float(np.sqrt(np.mean(w.data**2)))
+            e = self.rng.normal(0, scale, w.shape).astype(w.data.dtype)
+            w.data += e
+            self.noise.append(e)
+
+    def remove(self):
+        for w, e in zip(self.weights, self.noise):
+            w.data -= e
+
+
+def _fit_with_weight_noise(model, opt, x, y, rng, epochs, std):
+    from nnparts import functional as F
+
+    noise = WeightNoise(model, std, rng)
+    model.train()
+    for idx in common.batches(len(x), 100, rng, epochs=epochs):
+        noise.add()
+        loss = F.cross_entropy(model(Tensor(x[idx])), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        noise.remove()  # the update is applied to the clean weights
+        opt.step()
+
+
+@experiment(
+    name="noise-injection",
+    unit=UNIT,
+    claims=[36],
+    claim="Injecting noise — into the inputs or into the weights — regularizes: better test "
+    "accuracy on a small training set.",
+    source="002 boostcamp notes",
+    setup="MLP 784-256-256-10 (ReLU, He) on 1,000 Fashion-MNIST images in [0, 1], SGD momentum "
+    "0.9 lr 0.02, batch 100, 60 epochs; input noise N(0, 0.2^2) per pixel per batch "
+    "(nnparts.data GaussianNoise); weight noise N(0, (0.1 * RMS(W))^2) added before each forward "
+    "pass and removed before the update; 5,000 test images.",
+    quick_setup="20 epochs, 2,000 test images.",
+    measures="test accuracy with each noise minus without",
+    rule=Rule(Check("gain_input", ">", 0), Check("gain_weight", ">", 0), over="mean"),
+)
+def noise_injection(ctx):
+    epochs = ctx.pick(60, 20)
+    fig, ax = ctx.figure("accuracy", figsize=(5.5, 4))
+    rows = []
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load(
+            "fashion-mnist", 1000, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+        )
+        accs = {}
+        for variant in ("none", "input", "weight"):
+            rng = ctx.rng(seed, 1)
+            model = _image_mlp([784, 256, 256, 10], rng)
+            opt = optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+            if variant == "weight":
+                _fit_with_weight_noise(model, opt, x, y, rng, epochs, 0.1)
+            else:
+                augment = _augmenter(
+                    [{"name": "gaussian_noise", "std": 0.2}] if variant == "input" else None
+                )
+                common.fit(model, opt, x, y, rng, batch_size=100, epochs=epochs, augment=augment)
+            accs[variant] = common.accuracy(model, xt, yt)
+        ctx.record(
+            seed,
+            acc_none=accs["none"],
+            acc_input=accs["input"],
+            acc_weight=accs["weight"],
+            gain_input=accs["input"] - accs["none"],
+            gain_weight=accs["weight"] - accs["none"],
+        )
+        rows.append([accs["none"], accs["input"], accs["weight"]])
+    rows = np.array(rows)
+    ax.boxplot(rows, tick_labels=["none", "input noise", "weight noise"])
+    for i in range(3):
+        ax.plot(np.full(len(rows), i + 1), rows[:, i], "o", alpha=0.6)
+    ax.set(ylabel="test accuracy", title="1,000 training images (dots: seeds)")
+
+
+# ------------------------------------------------------------------------------------------------
+def mean_abs_correlation(h: np.ndarray) -> float:
+    """Mean |Pearson correlation| over pairs of hidden units (columns of ``h``), units that
+    never vary left out (their correlation is undefined)."""
+    h = h[:, h.std(axis=0) > 1e-8]
+    if h.shape[1] < 2:
+        return float("nan")
+    c = np.corrcoef(h, rowvar=False)
+    off = c[~np.eye(c.shape[0], dtype=bool)]
+    return float(np.abs(off).mean())
+
+
+@experiment(
+    name="dropout-coadaptation",
+    unit=UNIT,
+    claims=[38],
+    claim="Dropout makes training slower but generalizes better, because units cannot co-adapt "
+    "(they become less correlated).",
+    source="000 ToBig's slides (Srivastava et al. 2014)",
+    setup="MLP 784-512-512-10 (ReLU, He) on 5,000 Fashion-MNIST images, SGD momentum 0.9 lr "
+    "0.02, batch 100, 40 epochs, dropout 0 vs 0.5 after each hidden layer (same init and "
+    "batches); co-adaptation: mean |correlation| between the last hidden layer's units over "
+    "2,000 test images, in eval mode.",
+    quick_setup="2,000 images, 15 epochs.",
+    measures="epochs until 95% training accuracy (slower = more), train - test gap after the "
+    "last epoch, mean |correlation| of hidden units",
+    rule=Rule(
+        Check("epochs_to_95_dropout", ">", "epochs_to_95_none"),
+        Check("gap_dropout", "<", "gap_none"),
+        Check("corr_dropout", "<", "corr_none"),
+        over="mean",
+    ),
+)
+def dropout_coadaptation(ctx):
+    n, epochs = ctx.pick(5000, 2000), ctx.pick(40, 15)
+    fig, axes = ctx.figure("training", 1, 2, figsize=(10, 3.8))
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load("fashion-mnist", n, 2000, seed=seed)
+        numbers = {}
+        for p, color in ((0.0, "C0"), (0.5, "C1")):
+            tag = "none" if p == 0 else "dropout"
+            rng = ctx.rng(seed, 1)
+            model = common.mlp([784, 512, 512, 10], "relu", "he_normal", dropout=p, rng=rng)
+            opt = optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+            train_curve, test_curve = [], []
+            for _ in range(epochs):
+                common.fit(model, opt, x, y, rng, batch_size=100, epochs=1)
+                train_curve.append(common.accuracy(model, x, y))
+                test_curve.append(common.accuracy(model, xt, yt))
+            reached = [i + 1 for i, a in enumerate(train_curve) if a >= 0.95]
+            numbers[f"epochs_to_95_{tag}"] = reached[0] if reached else epochs + 1
+            numbers[f"gap_{tag}"] = train_curve[-1] - test_curve[-1]
+            numbers[f"test_acc_{tag}"] = test_curve[-1]
+            hidden = [m for m in model.modules() if type(m).__name__ == "ReLU"][-1]
+            with common.ActivationProbe([hidden]) as probe:
+                common.accuracy(model, xt, yt)
+            numbers[f"corr_{tag}"] = mean_abs_correlation(probe.outputs[0])
+            label = f"dropout {p:g}" if seed == ctx.seeds[0] else None
+            axes[0].plot(range(1, epochs + 1), train_curve, color=color, alpha=0.7, label=label)
+            axes[1].plot(range(1, epochs + 1), test_curve, color=color, alpha=0.7, label=label)
+        ctx.record(seed, **numbers)
+    axes[0].set(title="training accuracy (one line per seed)", xlabel="epoch", ylabel="accuracy")
+    axes[1].set(title="test accuracy", xlabel="epoch", ylabel="accuracy")
+    axes[0].legend()
