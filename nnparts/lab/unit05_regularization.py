@@ -640,7 +640,7 @@ def _augmenter(spec):
     "1,000 / 5,000 / 55,000 training images for 40 / 12 / 3 epochs; augmentations (nnparts.data): "
     "none, flips + 2-pixel shifts, rotation (10 degrees), Gaussian noise (std 0.1), elastic "
     "(alpha 34, sigma 4); 5,000 test images; 2 seeds.",
-    quick_setup="1,000 and 5,000 images only, 15 / 4 epochs, 2,000 test images, 1 seed.",
+    quick_setup="1,000 and 3,000 images only, 8 / 3 epochs, 1,000 test images, 1 seed.",
     measures="test-accuracy gain of flips + shifts over none at each size (the rule's "
     "augmentation, chosen before the run); the other augmentations' gains are reported",
     rule=Rule(
@@ -651,14 +651,14 @@ def _augmenter(spec):
     seeds=2,
 )
 def augmentation_data_size(ctx):
-    sizes = ctx.pick({1000: 40, 5000: 12, 55000: 3}, {1000: 15, 5000: 4})
+    sizes = ctx.pick({1000: 40, 5000: 12, 55000: 3}, {1000: 8, 3000: 3})
     fig, ax = ctx.figure("gain-by-size", figsize=(6.5, 4))
     gains_seen = {name: [] for name in AUGMENTATIONS if name != "none"}
     for seed in ctx.seeds[: ctx.pick(len(ctx.seeds), 1)]:
         numbers = {}
         for n, epochs in sizes.items():
             x, y, xt, yt = common.load(
-                "fashion-mnist", n, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+                "fashion-mnist", n, ctx.pick(5000, 1000), seed=seed, flat=False, normalize="scale"
             )
             accs = {}
             for name, spec in AUGMENTATIONS.items():
@@ -711,7 +711,7 @@ PAPER_GAINS = {"mixup": 77.4 - 76.3, "cutout": 77.1 - 76.3, "cutmix": 78.6 - 76.
     setup="MLP 784-512-256-10 (ReLU, He) on 10,000 Fashion-MNIST images in [0, 1], Adam lr "
     "1e-3, batch 128, 20 epochs; mixup (alpha 0.2), Cutout (8x8 box), CutMix (alpha 1.0) from "
     "nnparts.data, each alone; 5,000 test images.",
-    quick_setup="3,000 images, 6 epochs, 2,000 test images.",
+    quick_setup="2,000 images, 4 epochs, 1,000 test images.",
     measures="test accuracy per method and its gain over none, beside the paper's gains "
     "(percentage points)",
     rule=Rule(
@@ -724,7 +724,7 @@ PAPER_GAINS = {"mixup": 77.4 - 76.3, "cutout": 77.1 - 76.3, "cutmix": 78.6 - 76.
 def mixup_cutout_cutmix(ctx):
     from nnparts.data import CutMix, Cutout, Mixup
 
-    n, epochs = ctx.pick(10_000, 3_000), ctx.pick(20, 6)
+    n, epochs = ctx.pick(10_000, 2_000), ctx.pick(20, 4)
     methods = {
         "none": None,
         "mixup": Mixup(alpha=0.2, num_classes=10),
@@ -735,7 +735,7 @@ def mixup_cutout_cutmix(ctx):
     gains = {m: [] for m in PAPER_GAINS}
     for seed in ctx.seeds:
         x, y, xt, yt = common.load(
-            "fashion-mnist", n, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+            "fashion-mnist", n, ctx.pick(5000, 1000), seed=seed, flat=False, normalize="scale"
         )
         accs = {}
         for name, transform in methods.items():
@@ -824,17 +824,17 @@ def _fit_with_weight_noise(model, opt, x, y, rng, epochs, std):
     "0.9 lr 0.02, batch 100, 60 epochs; input noise N(0, 0.2^2) per pixel per batch "
     "(nnparts.data GaussianNoise); weight noise N(0, (0.1 * RMS(W))^2) added before each forward "
     "pass and removed before the update; 5,000 test images.",
-    quick_setup="20 epochs, 2,000 test images.",
+    quick_setup="10 epochs, 1,000 test images, 2 seeds.",
     measures="test accuracy with each noise minus without",
     rule=Rule(Check("gain_input", ">", 0), Check("gain_weight", ">", 0), over="mean"),
 )
 def noise_injection(ctx):
-    epochs = ctx.pick(60, 20)
+    epochs = ctx.pick(60, 10)
     fig, ax = ctx.figure("accuracy", figsize=(5.5, 4))
     rows = []
-    for seed in ctx.seeds:
+    for seed in ctx.seeds[: ctx.pick(len(ctx.seeds), 2)]:
         x, y, xt, yt = common.load(
-            "fashion-mnist", 1000, ctx.pick(5000, 2000), seed=seed, flat=False, normalize="scale"
+            "fashion-mnist", 1000, ctx.pick(5000, 1000), seed=seed, flat=False, normalize="scale"
         )
         accs = {}
         for variant in ("none", "input", "weight"):
@@ -888,7 +888,7 @@ def mean_abs_correlation(h: np.ndarray) -> float:
     "0.02, batch 100, 40 epochs, dropout 0 vs 0.5 after each hidden layer (same init and "
     "batches); co-adaptation: mean |correlation| between the last hidden layer's units over "
     "2,000 test images, in eval mode.",
-    quick_setup="2,000 images, 15 epochs.",
+    quick_setup="1,000 images, 8 epochs, 1,000 test images.",
     measures="epochs until 95% training accuracy (slower = more), train - test gap after the "
     "last epoch, mean |correlation| of hidden units",
     rule=Rule(
@@ -899,10 +899,10 @@ def mean_abs_correlation(h: np.ndarray) -> float:
     ),
 )
 def dropout_coadaptation(ctx):
-    n, epochs = ctx.pick(5000, 2000), ctx.pick(40, 15)
+    n, epochs = ctx.pick(5000, 1000), ctx.pick(40, 8)
     fig, axes = ctx.figure("training", 1, 2, figsize=(10, 3.8))
     for seed in ctx.seeds:
-        x, y, xt, yt = common.load("fashion-mnist", n, 2000, seed=seed)
+        x, y, xt, yt = common.load("fashion-mnist", n, ctx.pick(2000, 1000), seed=seed)
         numbers = {}
         for p, color in ((0.0, "C0"), (0.5, "C1")):
             tag = "none" if p == 0 else "dropout"
