@@ -90,3 +90,87 @@ def test_batched_mlps_are_independent_and_fit():
     np.testing.assert_allclose(preds[0], 0, atol=0.1)
     np.testing.assert_allclose(preds[1], 1, atol=0.1)
     np.testing.assert_allclose(preds[2], 2 * grid - 1, atol=0.15)
+
+
+def test_rules_of_the_other_experiments():
+    outcomes(
+        "l1-vs-l2",
+        {
+            "near_zero_l1": 0.3,
+            "near_zero_l2": 0.01,
+            "near_zero_none": 0.01,
+            "rms_l2": 0.04,
+            "rms_none": 0.05,
+        },
+        {
+            "near_zero_l1": 0.02,
+            "near_zero_l2": 0.01,
+            "near_zero_none": 0.01,
+            "rms_l2": 0.04,
+            "rms_none": 0.05,
+        },
+    )
+    outcomes(
+        "early-stopping",
+        {"min_gap": 0, "patience": 5, "test_acc_restored": 0.8, "test_acc_last": 0.79},
+        {"min_gap": 9, "patience": 5, "test_acc_restored": 0.8, "test_acc_last": 0.79},
+    )
+    outcomes(
+        "augmentation-data-size",
+        {"gain_1k": 0.03, "gain_largest": 0.0},
+        {"gain_1k": -0.03, "gain_largest": 0.0},
+    )
+    outcomes(
+        "mixup-cutout-cutmix",
+        {"gain_mixup": 0.01, "gain_cutout": 0.01, "gain_cutmix": 0.02},
+        {"gain_mixup": 0.01, "gain_cutout": -0.01, "gain_cutmix": 0.02},
+    )
+    outcomes(
+        "noise-injection",
+        {"gain_input": 0.01, "gain_weight": 0.01},
+        {"gain_input": -0.01, "gain_weight": 0.01},
+    )
+    outcomes(
+        "dropout-coadaptation",
+        {
+            "epochs_to_95_dropout": 9,
+            "epochs_to_95_none": 4,
+            "gap_dropout": 0.05,
+            "gap_none": 0.1,
+            "corr_dropout": 0.1,
+            "corr_none": 0.2,
+        },
+        {
+            "epochs_to_95_dropout": 9,
+            "epochs_to_95_none": 4,
+            "gap_dropout": 0.05,
+            "gap_none": 0.1,
+            "corr_dropout": 0.3,
+            "corr_none": 0.2,
+        },
+    )
+
+
+def test_mean_abs_correlation_hand_made():
+    from nnparts.lab.unit05_regularization import mean_abs_correlation
+
+    a = np.linspace(0, 1, 50)
+    h = np.stack([a, 2 * a, -a, np.zeros(50)], axis=1)  # the dead unit is left out
+    assert mean_abs_correlation(h) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    assert mean_abs_correlation(rng.standard_normal((20000, 4))) < 0.02
+
+
+def test_weight_noise_is_removed_exactly():
+    from nnparts.lab import common
+    from nnparts.lab.unit05_regularization import WeightNoise
+
+    rng = np.random.default_rng(0)
+    model = common.mlp([6, 5, 3], rng=rng)
+    before = [p.data.copy() for p in model.parameters()]
+    noise = WeightNoise(model, 0.1, rng)
+    noise.add()
+    assert not np.allclose(model[0].weight.data, before[0])
+    noise.remove()
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_allclose(p.data, b, atol=1e-7)
