@@ -570,3 +570,166 @@ def _children(pid):
 def test_options_round_trip_through_json():
     opts = Options(out="x", trials=3, sampler="grid", refine=True, margin=0.5)
     assert Options.from_json(opts.to_json()) == opts
+
+
+# -- PostgreSQL: many workers on one study --------------------------------------------------------
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL server: $NNPARTS_TEST_POSTGRES_URL (.ci/run starts one), else one started
+    here from Debian's binaries (as the postgres user when run as root), else skip."""
+    url = os.environ.get("NNPARTS_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import shutil
+
+    bindir = next(
+        (d for d in (PG_BIN, os.path.dirname(shutil.which("initdb") or "")) if d and
+         os.path.exists(os.path.join(d, "initdb"))),
+        None,
+    )  # fmt: skip
+    if bindir is None:
+        pytest.skip("no PostgreSQL: set NNPARTS_TEST_POSTGRES_URL or apt-get install postgresql")
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="nnparts-pg-")  # not under pytest's root-only folder
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = os.path.join(root, "data")
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], capture_output=True, text=True)
+    init = run(os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres")
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {init.stderr.strip()[:200]}")
+    ctl = os.path.join(bindir, "pg_ctl")
+    start = run(ctl, "-D", data, "-o", f"-h 127.0.0.1 -p {port} -k {root}", "-l",
+                os.path.join(root, "log"), "-w", "-t", "30", "start")  # fmt: skip
+    if start.returncode != 0:
+        pytest.skip(f"PostgreSQL did not start: {start.stderr.strip()[:200]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(ctl, "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(postgres_url):
+    """A new, empty database on the server (Optuna's schema not yet created)."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg", reason="pip install 'psycopg[binary]'")
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_url)
+    name = f"nnparts_tune_{uuid.uuid4().hex[:10]}"
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL at {mask_url(postgres_url)} not usable: {e}")
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_postgres_two_workers_at_the_same_instant_one_sigkilled(
+    tmp_path, fashion_dir, fresh_database
+):
+    from nnparts.tune.run import START_AT_ENV, tune
+
+    config = kill_config(tmp_path, fashion_dir)
+    requested = 5
+    # both workers open the fresh database at one instant: the schema race
+    env = dict(os.environ, NNPARTS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", **{START_AT_ENV: str(time.time() + 6)})  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nnparts.tune.cli",
+                "tune",
+                "--config",
+                config,
+                "--storage",
+                fresh_database,
+                "--study",
+                "dist",
+                "--trials",
+                str(requested),
+                "--sampler",
+                "random",
+                "--worker",
+                "--worker-index",
+                str(i),
+                "--heartbeat-interval",
+                "1",
+                "--grace-period",
+                "3",
+                "--out",
+                str(tmp_path / f"w{i}"),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        victim, survivor = procs
+        number = None
+        deadline = time.time() + 120
+        while number is None and time.time() < deadline and victim.poll() is None:
+            time.sleep(0.2)
+            try:
+                study = optuna.load_study(study_name="dist", storage=fresh_database)
+            except Exception:  # schema or study not created yet
+                continue
+            t, _ = running_trial_of(study, {victim.pid})
+            if t is not None:
+                number = t.number
+        assert number is not None, victim.communicate()[1]
+        victim.kill()  # SIGKILL in the middle of a trial
+        victim.wait()
+        out, err = survivor.communicate(timeout=180)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert survivor.returncode == 0, err  # no crash on CREATE TYPE, and it finished the study
+    assert "Traceback" not in err
+    study = optuna.load_study(study_name="dist", storage=fresh_database)
+    check_after_kill(study, requested, number)
+    # collect the results from the shared study (no new trials: it is complete)
+    lines = []
+    flags = {"storage": fresh_database, "study": "dist", "resume": True, "out": str(tmp_path / "r"),
+             "sampler": "random"}  # fmt: skip
+    assert tune(config, [], flags, log=lines.append) == 0
+    assert len(study.get_trials()) == requested + 1
+    assert (tmp_path / "r" / "best.yaml").exists()
+    assert any(line.startswith("optuna-dashboard") or "optuna-dashboard postgresql+psycopg://"
+               in line for line in lines)  # fmt: skip

@@ -189,13 +189,13 @@ def tune(
     if opts.refine and opts.sampler == "grid" and not worker:
         log("note: coarse-to-fine with the grid sampler keeps the grid values inside each range")
     os.makedirs(opts.out, exist_ok=True)
+    import optuna
+    import sqlalchemy  # noqa: F401  (imported before the start line below, for the test hook)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     start_at = os.environ.get(START_AT_ENV)
     if start_at:
         time.sleep(max(0.0, float(start_at) - time.time()))
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = opts.storage_url()
     storage = storages.open_storage(
         url, opts.heartbeat_interval, opts.grace_period, max_retry=opts.max_retry
@@ -216,7 +216,7 @@ def tune(
         space,
         sampler,
         build_pruner(opts, epochs),
-        default_target(opts, space) if opts.trials is not None or not worker else None,
+        default_target(opts, space) if opts.trials is not None else None,  # None: as stored
         lock,
         must_be_new=embedded and not opts.resume and not worker,
         must_exist=opts.resume,
