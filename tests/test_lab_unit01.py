@@ -187,6 +187,9 @@ def test_swish_landscape_rule():
 
 
 def test_activation_shootout_rule_on_the_mean():
+    """One group, decided on the mean: reproduced or not reproduced (mixed needs several groups,
+    and this experiment has one)."""
+
     def seeds(relu, elu, leaky):
         return [
             {
