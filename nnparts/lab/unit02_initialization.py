@@ -70,10 +70,11 @@ def hidden_spread(model) -> tuple[float, float]:
     "the symmetry never breaks, and a layer is worth one unit. Random init breaks it.",
     source="000 ToBig's slides, 001 CS231n-style notes",
     setup="Fashion-MNIST, 5,000 training images (stratified), pixels in [0, 1]; MLP 784-50-50-10, "
-    "sigmoid (with ReLU or tanh, zero weights give zero gradients and nothing moves at all), "
+    "sigmoid (with ReLU or tanh, zero weights make every hidden output 0 and every weight "
+    "gradient 0, so nothing moves), "
     "biases zero; weights all 0, all 0.05, or the course's Xavier N(0, 1/n); SGD lr 0.1, "
     "batch 100, 500 steps; the three nets see the same batches.",
-    quick_setup="1,000 training images, 100 steps; otherwise the same.",
+    quick_setup="1,000 training images, 100 steps, the first seed only; otherwise the same.",
     measures="spread = the largest difference between two hidden units' incoming weight vectors "
     "(max over inputs and over both hidden layers), before and after training, relative to the "
     "largest hidden weight; how far the weights moved; test accuracy",
@@ -91,7 +92,7 @@ def hidden_spread(model) -> tuple[float, float]:
 def zero_init_symmetry(ctx):
     n_train, steps = ctx.pick((5000, 500), (1000, 100))
     rows, shown = [], {}
-    for seed in ctx.seeds:
+    for seed in ctx.pick(ctx.seeds, ctx.seeds[:1]):
         x, y, xt, yt = common.load("fashion-mnist", n_train, 1000, seed=seed, normalize="scale")
         numbers = {}
         for name, init in SYMMETRY_INITS.items():
@@ -106,31 +107,13 @@ def zero_init_symmetry(ctx):
             numbers[f"{name}_rel_spread"] = spread / scale if scale > 0 else 0.0
             numbers[f"{name}_moved"] = moved
             numbers[f"{name}_test_acc"] = common.accuracy(model, xt, yt)
-            rows.append(
-                [
-                    seed,
-                    name,
-                    f"{spread_before:.3g}",
-                    f"{spread:.3g}",
-                    f"{scale:.3g}",
-                    f"{numbers[f'{name}_rel_spread']:.3g}",
-                    f"{moved:.3g}",
-                    f"{numbers[f'{name}_test_acc']:.3f}",
-                ]
-            )
+            shown_numbers = (spread_before, spread, scale, numbers[f"{name}_rel_spread"], moved)
+            rows.append([seed, name, *(f"{v:.3g}" for v in shown_numbers)])
+            rows[-1].append(f"{numbers[f'{name}_test_acc']:.3f}")
             if seed == ctx.seeds[0]:
                 shown[name] = after[0] - before[0]
         ctx.record(seed, **numbers)
-    cols = [
-        "seed",
-        "init",
-        "spread before",
-        "spread after",
-        "max |w|",
-        "relative spread",
-        "moved",
-        "test acc",
-    ]
+    cols = "seed,init,spread before,spread after,max |w|,relative spread,moved,test acc".split(",")
     ctx.table("hidden units' incoming weights", cols, rows)
     fig, axes = ctx.figure("first-layer-units", 3, 6, figsize=(11, 6))
     for r, (name, w) in enumerate(shown.items()):
@@ -256,7 +239,9 @@ def init_histograms(ctx):
         lo = 0 if activation == "sigmoid" else -1
         for i, a in enumerate(shown[activation, init_name]):
             ax = axes[r, i]
-            ax.hist(a.ravel(), bins=30, range=(lo, 1), color=COLORS[init_name])
+            counts, edges = np.histogram(a, bins=30, range=(lo, 1))
+            ax.stairs(counts, edges, fill=True, color=COLORS[init_name])
+            ax.set_xticks([lo, (lo + 1) / 2, 1])
             ax.set_title(f"{activation}, {init_name}: layer {i + 1}", fontsize=8)
             ax.set_yticks([])
             ax.tick_params(labelsize=7)
@@ -265,6 +250,12 @@ def init_histograms(ctx):
     fig.suptitle(
         f"Activation histograms, randn(1000, 100) through 5x100 layers (seed {ctx.seeds[0]})"
     )
+
+
+def train_course_sgd(model, x, y, rng, steps: int, lr: float = 0.01) -> list[float]:
+    """The course's loop: SGD, batches of 128 drawn with replacement; the per-step losses."""
+    opt = optim.SGD(model.parameters(), lr=lr)
+    return common.fit(model, opt, x, y, rng, batch_size=128, steps=steps, replacement=True)["loss"]
 
 
 def loss_curve_band(ax, curves, label, color, window=50):
@@ -287,7 +278,7 @@ def loss_curve_band(ax, curves, label, color, window=50):
     "no bias, Xavier sqrt(1/100) vs He sqrt(2/100). (b) a 30-layer ReLU MLP (784-[100 x 29]-10, "
     "30 Linear layers, biases zero) on Fashion-MNIST (pixels in [0, 1]), SGD lr 0.01, batch 128 "
     "sampled with replacement, 300 steps, the two nets on the same batches; test on 2,000 images.",
-    quick_setup="(b) 60 steps, 500 test images; otherwise the same.",
+    quick_setup="(b) 60 steps, 500 test images, the first seed only; otherwise the same.",
     measures="(a) activation std per layer, and layer 5 / layer 1; (b) activation std per layer at "
     "init on a training batch; training loss (final = mean over the last 10% of steps); test "
     "accuracy",
@@ -306,16 +297,15 @@ def relu_xavier_vs_he(ctx):
     steps, n_test = ctx.pick((300, 2000), (60, 500))
     depth_stds = {"Xavier": [], "He": []}
     deep_stds, curves = {"Xavier": [], "He": []}, {"Xavier": [], "He": []}
-    for seed in ctx.seeds:
+    seeds = ctx.pick(ctx.seeds, ctx.seeds[:1])
+    for seed in seeds:
         rng = ctx.rng(seed)
         x = rng.standard_normal((1000, 100)).astype(np.float32)
         x_tr, y_tr, x_te, y_te = common.load("fashion-mnist", None, n_test, seed, normalize="scale")
         numbers = {}
         for name in ("Xavier", "He"):
-            stds = [
-                float(a.std())
-                for a in layer_activations(histogram_net("relu", INITS[name], rng), x)
-            ]
+            outs = layer_activations(histogram_net("relu", INITS[name], rng), x)
+            stds = [float(a.std()) for a in outs]
             depth_stds[name].append(stds)
             numbers[f"{name.lower()}_std_ratio"] = stds[-1] / stds[0]
             model = common.mlp([784] + [100] * 29 + [10], "relu", INITS[name], rng=ctx.rng(seed, 1))
@@ -323,23 +313,12 @@ def relu_xavier_vs_he(ctx):
             with common.ActivationProbe(relus) as probe, no_grad():
                 model(Tensor(x_tr[:128]))
             deep_stds[name].append([float(a.std()) for a in probe.outputs])
-            opt = optim.SGD(model.parameters(), lr=0.01)
-            out = common.fit(
-                model,
-                opt,
-                x_tr,
-                y_tr,
-                ctx.rng(seed, 2),
-                batch_size=128,
-                steps=steps,
-                replacement=True,
-            )
-            curves[name].append(out["loss"])
-            numbers[f"{name.lower()}_final_loss"] = float(np.mean(out["loss"][-steps // 10 :]))
+            loss = train_course_sgd(model, x_tr, y_tr, ctx.rng(seed, 2), steps)
+            curves[name].append(loss)
+            numbers[f"{name.lower()}_final_loss"] = float(np.mean(loss[-steps // 10 :]))
             numbers[f"{name.lower()}_test_acc"] = common.accuracy(model, x_te, y_te)
-            numbers[f"{name.lower()}_deep_std_ratio"] = (
-                deep_stds[name][-1][-1] / deep_stds[name][-1][0]
-            )
+            deep = deep_stds[name][-1]
+            numbers[f"{name.lower()}_deep_std_ratio"] = deep[-1] / deep[0]
         ctx.record(seed, **numbers)
     fig, axes = ctx.figure("depth-and-training", 1, 3, figsize=(13, 3.6))
     for name in ("Xavier", "He"):
@@ -362,7 +341,7 @@ def relu_xavier_vs_he(ctx):
     )
     axes[2].axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
     axes[2].set(
-        title=f"30-layer MLP training ({len(ctx.seeds)} seeds)",
+        title=f"30-layer MLP training ({len(seeds)} seeds)",
         xlabel="step",
         ylabel="training loss (smoothed)",
     )
@@ -384,7 +363,8 @@ COMPARE = {"std 0.01": "std001", "Xavier": "xavier", "He": "he"}
     "batch 128 sampled with replacement, 2,000 iterations, the three nets on the same batches; "
     "pixels in [0, 1]. Fashion-MNIST (60,000 training, 10,000 test images) and mnist-5k (4,000 "
     "training, 1,000 test digits, split stratified per seed).",
-    quick_setup="200 iterations, 1,000 test images; otherwise the same.",
+    quick_setup="200 iterations, 3,000 training and 1,000 test images per dataset, the first "
+    "seed only; otherwise the same.",
     seeds=2,
     measures="training loss per iteration (figure: smoothed over 50, mean and min-max band over "
     "seeds); final loss = mean over the last 10% of iterations; mean loss over all iterations "
@@ -400,27 +380,17 @@ COMPARE = {"std 0.01": "std001", "Xavier": "xavier", "He": "he"}
     ),
 )
 def weight_init_compare(ctx):
-    iters, n_test = ctx.pick((2000, None), (200, 1000))
-    curves = {}
+    iters, n_train, n_test = ctx.pick((2000, None, None), (200, 3000, 1000))
+    seeds, curves = ctx.pick(ctx.seeds, ctx.seeds[:1]), {}
     for group in common.DATASETS:
-        for seed in ctx.seeds:
-            x, y, xt, yt = common.load(group, None, n_test, seed, normalize="scale")
+        for seed in seeds:
+            x, y, xt, yt = common.load(group, n_train, n_test, seed, normalize="scale")
             numbers = {}
             for name, key in COMPARE.items():
                 model = common.mlp(
                     [784, 100, 100, 100, 100, 10], "relu", INITS[name], rng=ctx.rng(seed, 1)
                 )
-                opt = optim.SGD(model.parameters(), lr=0.01)
-                loss = common.fit(
-                    model,
-                    opt,
-                    x,
-                    y,
-                    ctx.rng(seed, 2),
-                    batch_size=128,
-                    steps=iters,
-                    replacement=True,
-                )["loss"]
+                loss = train_course_sgd(model, x, y, ctx.rng(seed, 2), iters)
                 curves.setdefault((group, name), []).append(loss)
                 numbers[f"{key}_final_loss"] = float(np.mean(loss[-iters // 10 :]))
                 numbers[f"{key}_mean_loss"] = float(np.mean(loss))
@@ -432,7 +402,7 @@ def weight_init_compare(ctx):
             loss_curve_band(ax, curves[group, name], name, COLORS[name], window=ctx.pick(50, 10))
         ax.axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
         ax.set(
-            title=f"{group}: 784-[100 x 4]-10, ReLU, SGD lr 0.01 ({len(ctx.seeds)} seeds)",
+            title=f"{group}: 784-[100 x 4]-10, ReLU, SGD lr 0.01 ({len(seeds)} seeds)",
             xlabel="iteration",
             ylabel="training loss (smoothed)",
         )
