@@ -339,7 +339,7 @@ def relu_xavier_vs_he(ctx):
         ylabel="activation std",
         yscale="log",
     )
-    axes[2].axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
+    axes[2].axhline(LN10, color="gray", ls=":", zorder=0, label="ln 10 (chance)")
     axes[2].set(
         title=f"30-layer MLP training ({len(seeds)} seeds)",
         xlabel="step",
@@ -400,7 +400,7 @@ def weight_init_compare(ctx):
     for ax, group in zip(axes, common.DATASETS):
         for name in COMPARE:
             loss_curve_band(ax, curves[group, name], name, COLORS[name], window=ctx.pick(50, 10))
-        ax.axhline(LN10, color="gray", ls=":", label="ln 10 (chance)")
+        ax.axhline(LN10, color="gray", ls=":", zorder=0, label="ln 10 (chance)")
         ax.set(
             title=f"{group}: 784-[100 x 4]-10, ReLU, SGD lr 0.01 ({len(seeds)} seeds)",
             xlabel="iteration",
