@@ -163,6 +163,7 @@ def test_sgd_path_moves_along_the_inputs():
 
 def test_dying_relu_rule():
     good = dict(
+        dead_relu_init=0.0,
         dead_relu_small=0.01,
         dead_relu_large=0.2,
         dead_leaky_relu_large=0.02,

@@ -367,7 +367,8 @@ def stuck_fraction(pre_activations: np.ndarray) -> float:
     quick_setup="1,000 images, 1 epoch",
     measures="dead fraction = hidden units (all 300) whose pre-activation is <= 0 on every one of "
     "1,000 held-out images (a ReLU unit then outputs 0 for all of them; a Leaky/ELU unit is then "
-    "'stuck negative', the comparable measure); NaN if training diverged; test accuracy",
+    "'stuck negative', the comparable measure); NaN if training diverged; also ReLU's fraction "
+    "at init (before training); test accuracy",
     rule=Rule(
         Check("dead_relu_large", ">=", 0.10),
         Check("dead_relu_large", ">", "dead_relu_small"),
@@ -383,13 +384,18 @@ def dying_relu(ctx):
         for seed in ctx.bar(ctx.seeds, desc=f"dying-relu {group}"):
             x, y, xt, yt = common.load("fashion-mnist", n_train, 1000, seed=seed)
             numbers = {}
-            for lr_tag, lr in LRS_4.items():
+            for lr_tag, lr in [("init", 0.0), *LRS_4.items()]:
                 for act in ACTS_4 if lr_tag == "large" else ("relu",):
                     rng = ctx.rng(seed, 1)  # same weights and batches for every activation
                     model = common.mlp([784, 100, 100, 100, 10], act, init="he_normal", rng=rng)
                     hidden = common.linear_layers(model)[:-1]
                     for layer in hidden:
                         layer.bias.data[...] = bias
+                    if lr_tag == "init":  # before any training: the baseline
+                        with common.ActivationProbe(hidden) as probe:
+                            _predict(model, xt)
+                        numbers["dead_relu_init"] = stuck_fraction(np.hstack(probe.outputs))
+                        continue
                     opt = optim.SGD(model.parameters(), lr=lr)
                     run = common.fit(model, opt, x, y, rng, batch_size=100, epochs=epochs)
                     with common.ActivationProbe(hidden) as probe:
@@ -411,6 +417,8 @@ def dying_relu(ctx):
                 label = f"lr {LRS_4[lr_tag]}" if i == 0 else None
                 ax.bar(pos, np.nanmean(v), 0.36, color=f"C{j}", alpha=0.6, label=label)
                 ax.plot(np.full(len(v), pos), v, "k.", ms=4)
+        init = np.mean([r["dead_relu_init"] for r in rows])
+        ax.hlines(init, -0.45, 0.45, colors="k", linestyles="--", label="ReLU at init (mean)")
         ax.set_xticks(range(len(ACTS_4)), ACTS_4)
         ax.set_title(f"hidden biases at init: {group.split()[1]} (bars: mean; dots: seeds)")
         ax.legend(fontsize=8)
