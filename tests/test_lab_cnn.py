@@ -31,3 +31,28 @@ def test_full_convolution_grad_is_the_finite_difference_gradient():
         np.testing.assert_allclose(
             full_convolution_grad(dy, w, padding, 6), xt.grad.numpy(), atol=1e-12
         )
+
+
+def test_densenet_rule_and_recipe_models_match_the_recipes():
+    import yaml
+
+    from nnparts.lab.cnn import RECIPE_MODELS
+
+    rule = lab.get("densenet-vs-resnet").rule
+    rec = lambda **kw: [{"group": None, "seed": 0, **kw}]  # noqa: E731
+    assert (
+        rule.verdict(
+            rec(params_densenet=1e5, params_resnet=3e5, acc_densenet=0.9, acc_resnet=0.905)
+        )[0]
+        == "reproduced"
+    )
+    assert (
+        rule.verdict(
+            rec(params_densenet=1e5, params_resnet=3e5, acc_densenet=0.85, acc_resnet=0.9)
+        )[0]
+        == "not reproduced"
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "recipes"
+    for name, section in RECIPE_MODELS.items():
+        recipe = yaml.safe_load((root / f"{name}.yaml").read_text())["model"]
+        assert recipe == section, name

@@ -112,3 +112,102 @@ def conv_arithmetic(ctx):
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.8)
+
+
+# the model sections of recipes/cnn.yaml, recipes/resnet.yaml and recipes/densenet.yaml (a test
+# checks they still match the recipe files), on top of the config defaults
+RECIPE_MODELS = {
+    "cnn": {
+        "name": "cnn",
+        "channels": [32, 64],
+        "dense": 128,
+        "activation": "relu",
+        "init": "he_normal",
+        "norm": "batchnorm",
+        "dropout": 0.3,
+    },
+    "resnet": {"name": "resnet", "channels": [32, 64, 128], "blocks": [1, 1, 1], "dropout": 0.0},
+    "densenet": {
+        "name": "densenet",
+        "growth_rate": 12,
+        "block_layers": [4, 4, 4],
+        "bottleneck": True,
+        "compression": 0.5,
+        "dropout": 0.0,
+    },
+}
+
+
+@experiment(
+    name="densenet-vs-resnet",
+    unit=UNIT,
+    claims=[43],
+    claim="DenseNet reuses features (each layer sees every earlier layer's maps), so it needs "
+    "fewer parameters than a ResNet for the same accuracy.",
+    source="004 devcourse notes (Huang et al. 2017)",
+    setup="The models of recipes/cnn.yaml (plain CNN), recipes/resnet.yaml (pre-activation "
+    "ResNet 32/64/128) and recipes/densenet.yaml (DenseNet-BC, k = 12, 3 x 4 layers), trained "
+    "at a matched budget: the same 4,000 Fashion-MNIST images for 4 epochs each, SGD-Nesterov "
+    "lr 0.05 momentum 0.9, cosine schedule, batch 128, no augmentation; 2,000 test images; one "
+    "seed (a full training of these recipes takes 5-60 minutes each: see the README's results).",
+    quick_setup="512 images, 1 epoch, 300 test images (accuracies near chance: a smoke run).",
+    measures="parameters, test accuracy and training seconds of each model",
+    rule=Rule(
+        Check("params_densenet", "<", "params_resnet"),
+        Check("acc_densenet", ">=", "acc_resnet", offset=-0.01),
+        note="'The same accuracy' is read as within 1 point of the ResNet's test accuracy.",
+    ),
+    seeds=1,
+)
+def densenet_vs_resnet(ctx):
+    import time
+
+    from nnparts import optim
+    from nnparts.data import DataLoader
+    from nnparts.lab import common
+    from nnparts.optim.lr_scheduler import CosineAnnealingLR
+    from nnparts.train import config as configs
+    from nnparts.train.models import build_model
+    from nnparts.train.trainer import Trainer
+
+    n, epochs, n_test = ctx.pick(4000, 512), ctx.pick(4, 1), ctx.pick(2000, 300)
+    fig, ax = ctx.figure("params-accuracy", figsize=(6, 4))
+    for seed in ctx.seeds:
+        x, y, xt, yt = common.load("fashion-mnist", n, n_test, seed=seed, flat=False)
+        numbers = {}
+        for name, section in RECIPE_MODELS.items():
+            cfg = configs.resolve({"model": section})["model"]
+            rng = ctx.rng(seed, 1)
+            model = build_model(cfg, (1, 28, 28), 10, rng=rng)
+            opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+            loader = DataLoader(x, y, batch_size=128, shuffle=True, seed=seed)
+            trainer = Trainer(
+                model,
+                opt,
+                loader,
+                scheduler=CosineAnnealingLR(opt, T_max=epochs),
+                progress=ctx.progress,
+                log=None,
+                rng=rng,
+            )
+            start = time.perf_counter()
+            trainer.fit(epochs)
+            numbers[f"seconds_{name}"] = time.perf_counter() - start
+            numbers[f"params_{name}"] = model.num_parameters()
+            numbers[f"acc_{name}"] = common.accuracy(model, xt, yt, batch_size=500)
+            ax.plot(numbers[f"params_{name}"], numbers[f"acc_{name}"], "o", ms=9, label=name)
+            ax.annotate(
+                f"{name}\n{numbers[f'seconds_{name}']:.0f} s",
+                (numbers[f"params_{name}"], numbers[f"acc_{name}"]),
+                textcoords="offset points",
+                xytext=(6, -4),
+                fontsize=8,
+            )
+        ctx.record(seed, **numbers)
+    ax.set(
+        xscale="log",
+        xlabel="parameters",
+        ylabel="test accuracy",
+        title=f"matched budget: {n} images x {epochs} epochs",
+    )
+    ax.legend(fontsize=8)
