@@ -43,6 +43,7 @@ UNITS = (
     "nnparts.lab.babysitting",
     "nnparts.lab.unit04_optimization",
     "nnparts.lab.unit05_regularization",
+    "nnparts.lab.hyperparameters",
     "nnparts.lab.cnn",
 )
 
