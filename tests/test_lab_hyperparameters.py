@@ -53,7 +53,6 @@ def test_trials_to_target_counts_the_first_hit_or_censors():
 
 def test_grid_tries_few_distinct_values_so_random_wins_on_one_important_axis():
     rng = np.random.default_rng(0)
-    # a 1 x 1 grid sits at the centre; the regret is what f misses there
     grid, random = grid_vs_random_regret(5, 4000, rng)
     assert random < grid
     assert 0 <= random and 0 <= grid <= 1.01

@@ -100,7 +100,12 @@ def _search_config(path: str, base: dict, search: dict, tune: dict):
 def run_search(base: dict, search: dict, tune: dict, out: str) -> list:
     """Run ``nnparts tune`` (its Python entry point) on a config written into ``out``; return
     the finished studies' trials, round by round (optuna FrozenTrials)."""
-    import optuna
+    try:
+        import optuna
+    except ImportError:
+        raise RuntimeError(
+            "this experiment runs nnparts tune, which needs Optuna: pip install 'nnparts[tune]'"
+        ) from None
 
     from nnparts.tune import storage as storages
     from nnparts.tune import tune as run_tune
