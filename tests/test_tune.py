@@ -733,3 +733,62 @@ def test_postgres_two_workers_at_the_same_instant_one_sigkilled(
     assert (tmp_path / "r" / "best.yaml").exists()
     assert any(line.startswith("optuna-dashboard") or "optuna-dashboard postgresql+psycopg://"
                in line for line in lines)  # fmt: skip
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_dir):
+    from nnparts.tune.run import tune
+
+    config = kill_config(tmp_path, fashion_dir)
+    out = tmp_path / "interrupt"
+    requested = 4
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnparts.tune.cli", "tune", "--config", config, "--sampler",
+         "random", "--trials", str(requested), "--out", str(out)],
+        cwd=REPO, env=dict(os.environ, NNPARTS_NUM_THREADS="1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        number = None
+        deadline = time.time() + 120
+        while number is None and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if not (out / "study.db").exists():
+                continue
+            try:
+                t, _ = running_trial_of(load_study(out), {proc.pid})
+            except Exception:
+                continue
+            if t is not None:
+                number = t.number
+        assert number is not None, "no running trial seen"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of a trial
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: every finished trial is kept" in stdout
+    trials = load_study(out).get_trials()
+    assert trials[number].state.name == "FAIL"
+    queued = [t for t in trials if t.state.name == "WAITING"]
+    assert len(queued) == 1 and queued[0].params == trials[number].params
+    done_before = {t.number for t in trials if t.state.name == "COMPLETE"}
+    flags = {"resume": True, "out": str(out), "sampler": "random"}
+    assert tune(config, [], flags, log=lambda m: None) == 0
+    study = load_study(out)
+    assert states(study) == {"COMPLETE": requested, "FAIL": 1}
+    assert done_before <= {t.number for t in study.get_trials() if t.state.name == "COMPLETE"}
+    assert study.get_trials()[queued[0].number].state.name == "COMPLETE"  # the retry ran
+
+
+@pytest.mark.parametrize("recipe", ["search-mlp", "search-grid", "search-cv"])
+def test_example_search_configs_are_valid(recipe):
+    from nnparts.train import config as configs
+    from nnparts.tune.run import make_options, split_config
+    from nnparts.tune.search import check_options
+
+    base, search, tune_section = split_config(os.path.join(REPO, "recipes", f"{recipe}.yaml"))
+    space = SearchSpace.parse(search, base, {})
+    opts = make_options(tune_section, {}, configs.resolve(base)["seed"])
+    check_options(opts)
+    build_sampler(opts.sampler, space, 0)

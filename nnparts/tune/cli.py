@@ -66,7 +66,7 @@ def add_parser(subparsers):
         action="store_true",
         help="only run trials of an existing or new study (no results written)",
     )
-    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--options-json", help=argparse.SUPPRESS)
     return p
 
@@ -104,7 +104,8 @@ def run(args) -> int:
         args.overrides,
         flags,
         worker=args.worker,
-        worker_index=args.worker_index,
+        # a hand-started --worker without an index draws its own stream (see tune())
+        worker_index=args.worker_index if args.worker or args.worker_index is not None else 0,
         create_only=args.create_only,
         retrain=args.retrain,
         options=options,

@@ -172,7 +172,7 @@ def tune(
     override_items: list[str] | None = None,
     flags: dict | None = None,
     worker: bool = False,
-    worker_index: int = 0,
+    worker_index: int | None = 0,
     create_only: bool = False,
     retrain: bool = False,
     options: Options | None = None,
@@ -201,7 +201,11 @@ def tune(
         url, opts.heartbeat_interval, opts.grace_period, max_retry=opts.max_retry
     )
     embedded = opts.storage is None
-    seed = opts.seed + 1000 * worker_index
+    if worker_index is None:  # a worker started by hand (many machines): its own random stream
+        worker_index = 0
+        seed = opts.seed + 1000 * (os.getpid() % 100003) + 7
+    else:
+        seed = opts.seed + 1000 * worker_index
     startup = max(1, min(opts.startup_trials, (opts.trials or 20) // 2 or 1))
     epochs = opts.cv or base_cfg["train"]["epochs"]
     lock = storages.StudyLock(url, opts.study)
@@ -222,6 +226,7 @@ def tune(
         must_exist=opts.resume,
     )
     target = default_target(opts, space, study)
+    _continue_stream(study, opts, space, seed, startup)
     if study.user_attrs.get("n_trials") is None:
         study.set_user_attr("n_trials", target)
     shown_url = storages.mask_url(url)
@@ -270,6 +275,14 @@ def tune(
     return 130 if interrupted else code
 
 
+def _continue_stream(study, opts, space, seed, startup):
+    """A resumed study gets a seed offset by its trial count, so a seeded sampler does not
+    repeat the first run's suggestions (the grid keeps its seed: it orders the grid)."""
+    existing = len(study.get_trials(deepcopy=False))
+    if existing and opts.sampler != "grid":
+        study.sampler = build_sampler(opts.sampler, space, seed + 7919 * existing, startup)
+
+
 def _with_trials(opts: Options, trials):
     o = copy.copy(opts)
     o.trials = trials if trials is not None else opts.trials
@@ -296,6 +309,7 @@ def _round2(storage, url, study, space, opts, seed, startup, epochs, log, announ
         default_target(o2, space2),
         storages.StudyLock(url, name2),
     )
+    _continue_stream(study2, opts, space2, seed + 1, startup)
     if announce:
         from nnparts.tune.results import write_text
 

@@ -361,7 +361,7 @@ def run_trial_fn(space, base_file, overrides, opts: Options, epochs: int, log=pr
             tell(study, trial, state=TrialState.FAIL)
             raise
         else:
-            for key in ("val_accuracy_curve", "train_loss_curve", "cv_scores", "cv_sd"):
+            for key in ("val_accuracy_curve", "cv_scores", "cv_sd"):  # one write each: few
                 if key in result:
                     trial.set_user_attr(key, result[key])
             state, value = TrialState.COMPLETE, result["value"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import warnings
 import zlib
 
 from nnparts.train.config import ConfigError
@@ -113,11 +114,13 @@ def check_reachable(url: str):
 
 
 @contextlib.contextmanager
-def advisory_lock(url: str, key: int):
-    """Hold a PostgreSQL session-level advisory lock for the ``with`` block."""
+def advisory_lock(url: str, key: int, engine=None):
+    """Hold a PostgreSQL session-level advisory lock for the ``with`` block (on a connection of
+    ``engine`` when given, else on a new connection)."""
     import sqlalchemy
 
-    engine = _engine(url)
+    own = engine is None
+    engine = _engine(url) if own else engine
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -128,7 +131,8 @@ def advisory_lock(url: str, key: int):
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
     finally:
-        engine.dispose()
+        if own:
+            engine.dispose()
 
 
 @contextlib.contextmanager
@@ -147,10 +151,18 @@ class StudyLock:
     def __init__(self, url: str, name: str):
         self.url, self.name = url, name
         self.key = zlib.crc32(f"nnparts-tune:{name}".encode())
+        self._engine = None  # one pooled connection for the lock, reused by every trial
 
     def __call__(self):
         if is_postgres(self.url):
-            return advisory_lock(self.url, self.key)
+            if self._engine is None:
+                import sqlalchemy
+
+                self._engine = sqlalchemy.create_engine(
+                    self.url, pool_size=1, pool_pre_ping=True,
+                    connect_args={"connect_timeout": 10},
+                )  # fmt: skip
+            return advisory_lock(self.url, self.key, self._engine)
         if self.url.startswith("sqlite:///"):
             return file_lock(self.url[len("sqlite:///") :] + ".lock")
         return contextlib.nullcontext()
@@ -164,7 +176,9 @@ def retry_callback(max_retry):
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     if cls is None:  # pragma: no cover - older Optuna
         cls = optuna.storages.RetryFailedTrialCallback
-    return cls(max_retry=max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=max_retry)
 
 
 def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 30, max_retry=3):
@@ -172,13 +186,18 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 30,
 
     Raises RuntimeError (URL named without its password) when the database cannot be reached.
     """
-    import warnings
-
     import optuna
 
     check_reachable(url)
     engine_kwargs = (
-        {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        {
+            # a pooled connection is checked before use and replaced after 5 minutes
+            "pool_pre_ping": True,
+            "pool_recycle": 300,
+            # the commit of a trial's small writes does not wait for the server's disk flush
+            # (a server crash may lose the last fraction of a second, never corrupts)
+            "connect_args": {"connect_timeout": 10, "options": "-c synchronous_commit=off"},
+        }
         if is_postgres(url)
         else {"connect_args": {"timeout": 60}}
     )
@@ -198,6 +217,34 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 30,
         with advisory_lock(url, SCHEMA_LOCK):  # first start: one worker creates the schema
             return create()
     if url.startswith("sqlite:///"):
-        with file_lock(url[len("sqlite:///") :] + ".lock"):
-            return create()
+        path = url[len("sqlite:///") :]
+        with file_lock(path + ".lock"):
+            _sqlite_wal(path)
+            storage = create()
+        _sqlite_fast_commits(storage)
+        return storage
     return create()
+
+
+def _sqlite_wal(path: str):
+    """Write-ahead logging: readers never block the writer, and commits need no fsync of the
+    whole database (the mode is stored in the file, so every worker gets it)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def _sqlite_fast_commits(storage):
+    """``synchronous=NORMAL`` on every connection of the storage: in WAL mode a commit no longer
+    waits for the disk (a power cut may lose the last commits, never corrupts the file)."""
+    import sqlalchemy
+
+    def on_connect(dbapi_conn, _record):
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections opened before the listener: closed, reopened with it
