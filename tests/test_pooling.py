@@ -146,8 +146,8 @@ def test_pool_modules_default_stride_is_kernel():
 
 
 def test_pool_bad_inputs_name_the_problem(rng):
-    with pytest.raises(ValueError, match=r"4-D input.*\(3, 8, 8\)"):
-        F.max_pool2d(rng.standard_normal((3, 8, 8)), 2)
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):  # (C, H, W) is unbatched; 2-D is not
+        F.max_pool2d(rng.standard_normal((8, 8)), 2)
     with pytest.raises(ValueError, match=r"padding \(2, 2\).*at most half the kernel size \(3"):
         F.max_pool2d(rng.standard_normal((1, 1, 8, 8)), 3, padding=2)
     with pytest.raises(ValueError, match=r"kernel \(5, 5\) is larger than the padded input"):
