@@ -111,10 +111,14 @@ def plot_history(rounds, path):
 
 
 def importances(study) -> dict:
+    import warnings
+
     import optuna
 
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings():  # "too few trials": the figure says what it can
+            warnings.simplefilter("ignore", UserWarning)
+            return dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError, ZeroDivisionError):
         return {}
 

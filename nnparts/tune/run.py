@@ -201,9 +201,11 @@ def tune(
         url, opts.heartbeat_interval, opts.grace_period, max_retry=opts.max_retry
     )
     embedded = opts.storage is None
+    label = ""
     if worker_index is None:  # a worker started by hand (many machines): its own random stream
         worker_index = 0
         seed = opts.seed + 1000 * (os.getpid() % 100003) + 7
+        label = f"[pid {os.getpid()}] "
     else:
         seed = opts.seed + 1000 * worker_index
     startup = max(1, min(opts.startup_trials, (opts.trials or 20) // 2 or 1))
@@ -244,7 +246,7 @@ def tune(
         return 0
 
     rounds = [(study, space)]
-    label = f"[w{worker_index}] " if worker else ""
+    label = label or (f"[w{worker_index}] " if worker else "")
     interrupted = False
     try:
         if opts.workers > 1 and not worker:
