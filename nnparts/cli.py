@@ -151,6 +151,8 @@ def _train(args, overrides) -> int:
             "add --out runs/NAME to keep them",
             file=sys.stderr,
         )
+    if cfg["ensemble"]["size"] > 1:
+        return _train_ensemble(cfg, args)
     metrics = run.train(
         cfg, out=args.out, quiet=args.quiet, progress=not args.no_progress, resume=args.resume
     )
@@ -182,6 +184,32 @@ def _train(args, overrides) -> int:
     return 0
 
 
+def _train_ensemble(cfg, args) -> int:
+    from nnparts.train import config as configs
+    from nnparts.train import ensemble
+
+    if args.resume:
+        raise configs.ConfigError(
+            "--resume continues one run; an ensemble (ensemble.size > 1) is trained anew: drop "
+            "--resume, or resume a member with --ensemble.size 1"
+        )
+    e = cfg["ensemble"]
+    metrics = ensemble.train_ensemble(
+        cfg, e["size"], e["method"], out=args.out, quiet=args.quiet,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    ens = metrics["ensemble"]
+    print(
+        f"ensemble of {ens['size']} ({ens['method']}): test accuracy "
+        f"{ens['test_accuracy_mean_prob']:.4f} (mean probability), {ens['test_accuracy_vote']:.4f} "
+        f"(vote); members {metrics['member_test_accuracy_mean']:.4f} ± "
+        f"{metrics['member_test_accuracy_std']:.4f}"
+    )
+    if args.out:
+        print(f"wrote {args.out}/metrics.json, ensemble.json, member-*/final.npz")
+    return 0
+
+
 def _export(args) -> int:
     from nnparts.train import export
 
@@ -206,6 +234,21 @@ def _evaluate(args) -> int:
                 f"replace; choose another folder, e.g. --out {os.path.join(args.out, 'eval')}"
             )
         run.check_out_dir(args.out)
+    from nnparts.train import ensemble
+
+    if ensemble.is_ensemble(args.checkpoint):
+        metrics = ensemble.evaluate_ensemble(
+            args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
+            out=args.out, tta=args.tta,
+        )  # fmt: skip
+        print(
+            f"{metrics['dataset']} {metrics['split']}: ensemble of {metrics['members']} "
+            f"({metrics['combine']}): accuracy {metrics['accuracy']:.4f}  (members "
+            f"{metrics['member_accuracy_mean']:.4f} ± {metrics['member_accuracy_std']:.4f})"
+        )
+        if args.out:
+            print(f"wrote {args.out}/metrics.json")
+        return 0
     metrics = run.evaluate(
         args.checkpoint,
         dataset=args.dataset,

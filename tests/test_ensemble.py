@@ -113,3 +113,55 @@ def test_bad_arguments(tiny_cfg, tmp_path):
     (tmp_path / "ensemble.json").write_text("{}")
     with pytest.raises(ValueError, match="not an ensemble manifest"):
         load_manifest(str(tmp_path))
+
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "nnparts.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_train_and_evaluate_an_ensemble_on_the_command_line(fashion_dir, tmp_path):
+    out = tmp_path / "ens"
+    trained = _cli(
+        "train",
+        "--ensemble.size",
+        "2",
+        "--ensemble.method",
+        "seeds",
+        "--data.train_subset",
+        "600",
+        "--data.val_size",
+        "100",
+        "--model.hidden",
+        "[32]",
+        "--train.epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "ensemble of 2 (seeds)" in trained.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["members"]) == 2 and (out / "member-1" / "final.npz").exists()
+    evaluated = _cli("evaluate", "--checkpoint", str(out / "ensemble.json"), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "ensemble of 2 (mean)" in evaluated.stdout
+    shown = float(evaluated.stdout.split("accuracy ")[1].split()[0])
+    assert shown == pytest.approx(metrics["ensemble"]["test_accuracy_mean_prob"], abs=1e-4)
+    # one member evaluates alone like any checkpoint
+    member = _cli("evaluate", "--checkpoint", str(out / "member-0" / "final.npz"), cwd=tmp_path)
+    assert member.returncode == 0, member.stderr
+    bad = _cli("train", "--ensemble.size", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "ensemble.size" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _cli("train", "--ensemble.method", "boosting", cwd=tmp_path)
+    assert bad.returncode == 2 and "bagging, seeds, snapshot" in bad.stderr

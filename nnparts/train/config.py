@@ -70,6 +70,9 @@ DEFAULTS: dict = {
         # none | hflip (average the class probabilities of each image and its mirror image)
         "tta": "none",
     },
+    # size > 1 trains an ensemble (nnparts.train.ensemble): bagging (bootstrap resamples),
+    # seeds (whole set, other seeds) or snapshot (one run, cyclic cosine, a member per cycle)
+    "ensemble": {"size": 1, "method": "bagging"},
 }
 
 CHOICES = {
@@ -79,6 +82,7 @@ CHOICES = {
     ("scheduler", "name"): ("none", "step", "exponential", "cosine", "warmup", "plateau"),
     ("train", "early_stopping", "monitor"): ("val_loss", "val_accuracy"),
     ("train", "tta"): ("none", "hflip"),
+    ("ensemble", "method"): ("bagging", "seeds", "snapshot"),
 }
 
 
@@ -264,6 +268,7 @@ def validate(config: dict) -> dict:
     positive_int(("train", "epochs"))
     positive_int(("train", "batch_size"))
     positive_int(("train", "eval_batch_size"))
+    positive_int(("ensemble", "size"))
     positive_int(("data", "train_subset"), allow_none=True)
     positive_int(("data", "test_subset"), allow_none=True)
     value = config["data"]["val_size"]

@@ -217,3 +217,65 @@ def load_manifest(path: str) -> tuple[dict, list[str]]:
         raise ValueError(f"{path}: not an ensemble manifest written by nnparts train --ensemble")
     base = os.path.dirname(os.path.abspath(path))
     return manifest, [os.path.join(base, m) for m in manifest["members"]]
+
+
+def is_ensemble(path: str) -> bool:
+    """Whether ``path`` is an ensemble manifest or a folder holding one."""
+    if os.path.isdir(path):
+        return os.path.exists(os.path.join(path, "ensemble.json"))
+    return os.path.basename(path) == "ensemble.json"
+
+
+def evaluate_ensemble(
+    path: str,
+    dataset: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    out: str | None = None,
+    tta: str | None = None,
+    combine_by: str | None = None,
+) -> dict:
+    """Evaluate the members of an ensemble (``ensemble.json`` or its folder) on a split and
+    combine them (the manifest's rule unless ``combine_by`` is given)."""
+    from nnparts import data as datasets
+    from nnparts.train import checkpoint as ckpt
+    from nnparts.train import config as configs
+    from nnparts.train import run
+    from nnparts.train.models import build_model
+    from nnparts.train.trainer import load_model_state, predict
+
+    manifest, paths = load_manifest(path)
+    method = combine_by or manifest.get("combine", "mean")
+    probs, y, name = [], None, dataset
+    for member in paths:
+        model_state, _, meta = ckpt.load(member)
+        cfg = configs.resolve(meta["config"])
+        name = dataset or cfg["data"]["dataset"]
+        x, y = datasets.load_split(
+            name, split=split, data_dir=data_dir or cfg["data"]["data_dir"], download=True
+        )
+        stats = meta.get("normalization") or {"mean": None, "std": None}
+        model = build_model(cfg["model"], tuple(x.shape[1:]), 10)
+        load_model_state(model, model_state, member)
+        member_tta = cfg["train"]["tta"] if tta is None else tta
+        logits = predict(
+            model, run._to_float(x, stats), cfg["train"]["eval_batch_size"], member_tta
+        )
+        probs.append(softmax_probs(logits))
+    stack = np.stack(probs)
+    accs = [float((p.argmax(1) == y).mean()) for p in stack]
+    metrics = {
+        "ensemble": os.path.abspath(path),
+        "dataset": name,
+        "split": split,
+        "members": len(paths),
+        "combine": method,
+        "accuracy": float((combine(stack, method) == y).mean()),
+        "member_accuracy": accs,
+        "member_accuracy_mean": float(np.mean(accs)),
+        "member_accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+    }
+    if out:
+        os.makedirs(out, exist_ok=True)
+        run.write_json(os.path.join(out, "metrics.json"), metrics)
+    return metrics
