@@ -294,6 +294,11 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError, ImportError) as e:  # e.g. a dataset not found, disk full
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nnparts lab list | head`: the reader has gone, nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
         return 130

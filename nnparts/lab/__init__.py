@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 import time
 
+from nnparts.lab import engine as _engine
 from nnparts.lab.engine import (
-    REGISTRY,
     VERDICTS,
     Check,
     Context,
@@ -30,9 +30,7 @@ from nnparts.lab.engine import (
     Result,
     Rule,
     experiment,
-    get,
     run_experiment,
-    select,
 )
 
 # the units, in the course's order; each module registers its experiments on import
@@ -48,7 +46,16 @@ UNITS = (
 )
 
 
+_loaded = False
+
+
 def _load_units():
+    """Import the units (they register their experiments) on first use, not at import time:
+    ``nnparts --help`` and the other commands need not load SciPy and every experiment."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for module in UNITS:
         try:
             importlib.import_module(module)
@@ -57,7 +64,23 @@ def _load_units():
                 raise
 
 
-_load_units()
+def __getattr__(name):
+    if name == "REGISTRY":
+        _load_units()
+        return _engine.REGISTRY
+    raise AttributeError(f"module 'nnparts.lab' has no attribute {name!r}")
+
+
+def get(name: str) -> Experiment:
+    """An experiment by name (see :func:`nnparts.lab.engine.get`)."""
+    _load_units()
+    return _engine.get(name)
+
+
+def select(names) -> list[Experiment]:
+    """Experiments by name, unit or ``"all"`` (see :func:`nnparts.lab.engine.select`)."""
+    _load_units()
+    return _engine.select(names)
 
 
 def run(
@@ -79,7 +102,8 @@ def run(
     """
     from nnparts.lab import report
 
-    single = isinstance(names, str) and names in REGISTRY
+    _load_units()
+    single = isinstance(names, str) and names in _engine.REGISTRY
     chosen = select(names)
     results = []
     start = time.perf_counter()
