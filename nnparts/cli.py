@@ -288,17 +288,17 @@ def main(argv=None) -> int:
             return _export(args)
         if args.command in SUBCOMMANDS:
             return importlib.import_module(SUBCOMMANDS[args.command]).run(args)
+    except BrokenPipeError:  # `nnparts lab list | head`: the reader has gone, nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ConfigError, CheckpointError, DataFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError, ImportError) as e:  # e.g. a dataset not found, disk full
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `nnparts lab list | head`: the reader has gone, nothing to say
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
         return 130
