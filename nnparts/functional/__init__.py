@@ -8,6 +8,7 @@ from nnparts.functional.losses import *
 from nnparts.functional.math import (
     abs,
     add,
+    clamp,
     clip,
     concat,
     div,

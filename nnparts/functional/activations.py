@@ -153,7 +153,11 @@ class Swish(Function):
 
 
 class ReLU(Function):
-    """``y = max(0, x)``; ``dy/dx = 1 if x > 0 else 0`` (0 at x = 0, as PyTorch)."""
+    """``y = max(0, x)``; ``dy/dx = 0 if x <= 0 else 1`` (0 at x = 0, as PyTorch).
+
+    NaN and inf follow PyTorch: ``relu(nan) = nan`` with gradient 1 (PyTorch's backward tests
+    ``y <= 0``, false for NaN), ``relu(inf) = inf`` with gradient 1, ``relu(-inf) = 0`` with 0.
+    """
 
     @staticmethod
     def forward(ctx, x):
@@ -168,12 +172,12 @@ class ReLU(Function):
         (y,) = ctx.saved
         dx = np.empty(np.broadcast_shapes(g.shape, y.shape), dtype=np.result_type(g, y))
         if g.shape != y.shape or not (g.flags.c_contiguous and y.flags.c_contiguous):
-            np.multiply(g, y > 0, out=dx)
+            np.multiply(g, y != 0, out=dx)  # y >= 0 or NaN: "not y <= 0", as torch
             return dx
         gf, yf, df = g.reshape(-1), y.reshape(-1), dx.reshape(-1)
 
         def chunk(s, e):
-            np.greater(yf[s:e], 0, out=df[s:e])  # 1.0 where y > 0, else 0.0
+            np.not_equal(yf[s:e], 0, out=df[s:e])  # 1.0 where not y <= 0 (y > 0 or NaN)
             df[s:e] *= gf[s:e]
 
         threads.parallel_for(gf.size, gf.size, chunk)
@@ -206,6 +210,12 @@ class PReLU(Function):
 
     @staticmethod
     def forward(ctx, x, weight):
+        if x.ndim == 0 and weight.ndim == 1 and weight.size == 1:  # a 0-d input, as torch
+            weight = weight.reshape(())
+            pos = x > 0
+            ctx.save(x, pos, weight)
+            ctx.wshape = (1,)
+            return np.where(pos, x, weight * x)
         if weight.ndim != 1 or weight.size not in (1, x.shape[1] if x.ndim >= 2 else 1):
             channels = x.shape[1] if x.ndim >= 2 else 1
             raise ValueError(
@@ -237,11 +247,16 @@ class PReLU(Function):
 
 
 class ELU(Function):
-    """``y = x if x > 0 else alpha (e^x - 1)``; ``dy/dx = 1 or y + alpha`` (Clevert et al. 2016)."""
+    """``y = x if x > 0 else alpha (e^x - 1)``; ``dy/dx = 1 or y + alpha`` (Clevert et al. 2016).
+
+    NaN and inf follow PyTorch: ``elu(nan) = nan`` with gradient 1 (PyTorch takes the negative
+    branch only where ``x <= 0``), ``elu(inf) = inf`` (gradient 1), ``elu(-inf) = -alpha``
+    (gradient 0).
+    """
 
     @staticmethod
     def forward(ctx, x, alpha=1.0):
-        pos = x > 0
+        pos = ~(x <= 0)  # NaN takes the positive branch, as torch
         neg = alpha * np.expm1(np.minimum(x, 0))
         y = np.where(pos, x, neg).astype(x.dtype, copy=False)
         ctx.save(pos, neg)
@@ -343,12 +358,31 @@ class Maxout(Function):
         return out.reshape(ctx.shape)
 
 
+def _check_axis(name, x, axis):
+    """A 0-d input has one axis position (0 or -1, as torch); others the usual range."""
+    ndim = max(x.ndim, 1)
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}: axis {axis!r} is out of range for an input of shape {x.shape} (valid: "
+            f"{-ndim}..{ndim - 1})"
+        )
+
+
 class Softmax(Function):
     """``y_i = e^(x_i - m) / sum_j e^(x_j - m)`` with ``m = max_j x_j``;
-    ``dx = y * (g - sum(g * y))`` (the Jacobian ``diag(y) - y y^T`` applied to ``g``)."""
+    ``dx = y * (g - sum(g * y))`` (the Jacobian ``diag(y) - y y^T`` applied to ``g``).
+
+    As PyTorch: a 0-d input gives 1 (gradient 0), a zero-size input an empty output; a NaN in
+    a slice makes the whole slice NaN, and so does ``+inf`` (``inf - inf``).
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
+        _check_axis("softmax", x, axis)
+        if x.ndim == 0 or x.size == 0:
+            ctx.save(np.ones_like(x))
+            ctx.axis = None
+            return np.ones_like(x)
         y = x - x.max(axis=axis, keepdims=True)
         np.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
@@ -359,16 +393,25 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
+        if ctx.axis is None:  # 0-d or empty: the output does not depend on x
+            return np.zeros_like(g)
         gy = g * y
         gy -= y * gy.sum(axis=ctx.axis, keepdims=True)
         return gy
 
 
 class LogSoftmax(Function):
-    """``y = x - m - log(sum_j e^(x_j - m))``; ``dx = g - softmax(x) * sum(g)``."""
+    """``y = x - m - log(sum_j e^(x_j - m))``; ``dx = g - softmax(x) * sum(g)``.
+
+    As PyTorch: a 0-d input gives 0 (gradient 0), a zero-size input an empty output.
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
+        _check_axis("log_softmax", x, axis)
+        if x.ndim == 0 or x.size == 0:
+            ctx.axis = None
+            return np.zeros_like(x)
         z = x - x.max(axis=axis, keepdims=True)
         z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
         ctx.save(z)
@@ -377,6 +420,8 @@ class LogSoftmax(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.axis is None:
+            return np.zeros_like(g)
         (y,) = ctx.saved
         return g - np.exp(y) * g.sum(axis=ctx.axis, keepdims=True)
 

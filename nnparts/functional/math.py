@@ -76,7 +76,15 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """a ** b; d/da = b a^(b-1), d/db = a^b log(a)."""
+    """a ** b; d/da = b a^(b-1), d/db = a^b log(a).
+
+    Edge values follow PyTorch: ``d/da = 0`` wherever ``b = 0`` (also at ``a = 0``);
+    ``d/db = 0`` where ``a = 0`` and ``b >= 0``, else ``a^b log(a)`` -- ``-inf`` at ``a = 0,
+    b < 0``, NaN for a negative base (``log(a)`` is NaN there), ``inf`` at ``a = inf, b > 0``.
+    ``0^b`` for ``b < 0`` is ``inf`` with infinite ``d/da``, as NumPy and PyTorch. One known
+    difference: ``(-inf) ** b`` for a non-integer ``b`` follows C's ``pow`` (``inf`` or 0) where
+    PyTorch's ``sqrt``/``rsqrt`` shortcuts for ``b = +-0.5`` give NaN.
+    """
 
     @staticmethod
     def forward(ctx, a, b):
@@ -98,7 +106,7 @@ class Pow(Function):
                 ga = g * b * a ** (b - 1)
         if need_b:
             with np.errstate(divide="ignore", invalid="ignore"):
-                gb = g * y * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+                gb = g * np.where((a == 0) & (b >= 0), 0, y * np.log(a))
         return ga, gb
 
 
@@ -194,10 +202,22 @@ class Mean(Function):
 
 
 class Max(Function):
-    """Maximum over axes; the gradient is shared equally among tied maxima."""
+    """Maximum over axes; the gradient is shared equally among tied maxima.
+
+    NaN propagates (the max of a slice with a NaN is NaN), as PyTorch. Gradients at NaN as
+    PyTorch too: the full reduction (``axis=None``, ``torch.max(x)``) shares the gradient among
+    the NaN positions; a reduction over axes (``torch.amax(x, dim)``) gives NaN gradients in a
+    slice whose maximum is NaN. An empty input has no maximum: ValueError.
+    """
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        axes = _norm_axis(axis, a.ndim)
+        if a.size == 0 and (axis is None or any(a.shape[i] == 0 for i in axes)):
+            raise ValueError(
+                f"max of an empty tensor of shape {a.shape} over axis {axis} has no value; "
+                "reduce over a non-empty axis (as torch.amax) or check the input"
+            )
         out = np.max(a, axis=axis, keepdims=True)
         ctx.save(a, out)
         ctx.axis, ctx.keepdims = axis, keepdims
@@ -210,8 +230,11 @@ class Max(Function):
         a, out = ctx.saved
         g = _expand_reduced(g, a.shape, ctx.axis, ctx.keepdims)
         mask = a == out
+        if ctx.axis is None and np.isnan(out).any():  # torch.max(x): the NaNs take it
+            mask = np.isnan(a)
         count = mask.sum(axis=ctx.axis, keepdims=True)
-        return mask * (g / count)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a NaN slice: NaN, as amax
+            return mask * (g / count)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,16 +297,34 @@ class GetItem(Function):
 
 
 class Concat(Function):
+    """torch.cat: zero-size inputs are fine; as PyTorch, a 1-D empty input ``(0,)`` is skipped
+    whatever the others' rank (its gradient is empty); 0-d inputs cannot be joined."""
+
     @staticmethod
     def forward(ctx, *arrays, axis=0):
+        for i, x in enumerate(arrays):
+            if x.ndim == 0:
+                raise ValueError(
+                    f"concat: input {i} is 0-d and cannot be concatenated; use stack, or "
+                    "reshape it to (1,)"
+                )
+        kept = [x for x in arrays if not (x.ndim == 1 and x.size == 0)] or list(arrays[:1])
+        ndim = kept[0].ndim
+        if not -ndim <= axis < ndim:
+            raise ValueError(
+                f"concat: axis {axis} is out of range for inputs of {ndim} dims (shapes "
+                f"{[x.shape for x in arrays]})"
+            )
         ctx.axis = axis
-        ctx.sizes = [x.shape[axis] for x in arrays]
-        return np.concatenate(arrays, axis=axis)
+        ctx.skipped = [x.ndim == 1 and x.size == 0 and x is not kept[0] for x in arrays]
+        ctx.sizes = [x.shape[axis] for x in kept]
+        return np.concatenate(kept, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
         splits = np.cumsum(ctx.sizes)[:-1]
-        return tuple(np.split(g, splits, axis=ctx.axis))
+        parts = iter(np.split(g, splits, axis=ctx.axis))
+        return tuple(np.zeros(0, g.dtype) if skip else next(parts) for skip in ctx.skipped)
 
 
 class Stack(Function):
@@ -351,6 +392,9 @@ class Sqrt(Function):
 
 
 class Abs(Function):
+    """``|x|``; ``d/dx = sign(x)``: 0 at 0 and at NaN (PyTorch's ``sgn``), ``+-1`` at ``+-inf``.
+    ``abs(nan) = nan``."""
+
     @staticmethod
     def forward(ctx, a):
         ctx.save(a)
@@ -359,7 +403,10 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return g * np.sign(a)
+        sign = np.sign(a)
+        if sign.dtype.kind == "f":
+            sign = np.where(np.isnan(sign), 0, sign)  # sgn(nan) = 0, as torch
+        return g * sign
 
 
 class Clip(Function):
@@ -382,8 +429,16 @@ class Clip(Function):
         return g * mask
 
 
+def _pick_grads(g, a, b, a_loses, b_loses):
+    """PyTorch's rule for max/min: half of ``g`` to each side at a tie, all of it to the winner,
+    nothing to the loser; where a NaN is involved neither side "loses", so both get ``g``."""
+    share = np.where(a == b, g * 0.5, g)
+    return np.where(a_loses, 0, share), np.where(b_loses, 0, share)
+
+
 class Maximum(Function):
-    """Elementwise max(a, b); at ties each side receives half the gradient (as torch)."""
+    """Elementwise max(a, b); at ties each side receives half the gradient (as torch). NaN
+    propagates (``maximum(nan, 1) = nan``) and, as in torch, both inputs then get the gradient."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -393,11 +448,12 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        wa = (a > b) + 0.5 * (a == b)
-        return g * wa, g * (1 - wa)
+        return _pick_grads(g, a, b, a < b, a > b)
 
 
 class Minimum(Function):
+    """Elementwise min(a, b); ties and NaN as :class:`Maximum`."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save(a, b)
@@ -406,8 +462,61 @@ class Minimum(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        wa = (a < b) + 0.5 * (a == b)
-        return g * wa, g * (1 - wa)
+        return _pick_grads(g, a, b, a > b, a < b)
+
+
+class ClipTensor(Function):
+    """Clamp to tensor bounds ``lo``, ``hi`` (broadcast against ``x``), as ``torch.clamp``:
+    ``y = min(max(x, lo), hi)`` (so ``hi`` wins where ``lo > hi``). Gradients as PyTorch's::
+
+        dx  = g  where lo <= x <= hi
+        dlo = g  where x < lo and lo < hi
+        dhi = g  where x > hi or hi < lo
+
+    A missing bound is ``-inf`` / ``+inf``. The engine sums each gradient back to its input's
+    shape, so a bound of shape ``(C, 1)`` against ``x (N, C, W)`` gets one value per row.
+    """
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        ctx.save(a, lo, hi)
+        return np.minimum(np.maximum(a, lo), hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, lo, hi = ctx.saved
+        need_a, need_lo, need_hi = ctx.needs_grad
+        ga = np.where((a >= lo) & (a <= hi), g, 0) if need_a else None
+        glo = np.where((a < lo) & (lo < hi), g, 0) if need_lo else None
+        ghi = np.where((a > hi) | (hi < lo), g, 0) if need_hi else None
+        return ga, glo, ghi
+
+
+class DivRounded(Function):
+    """``a / b`` rounded toward zero (``'trunc'``) or down (``'floor'``, Python's ``//``), as
+    ``torch.div(a, b, rounding_mode=...)``. Piecewise constant: the gradient is 0 for both
+    inputs (PyTorch's convention too)."""
+
+    @staticmethod
+    def forward(ctx, a, b, rounding_mode):
+        if a.dtype.kind in "iub" and b.dtype.kind in "iub":
+            if np.any(b == 0):
+                raise ValueError(
+                    "div: integer division by zero (rounding_mode="
+                    f"{rounding_mode!r}); use float inputs for inf/nan results"
+                )
+            q = np.floor_divide(a, b)
+            if rounding_mode == "trunc":
+                q = q + ((np.remainder(a, b) != 0) & ((a < 0) != (b < 0)))
+            return q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if rounding_mode == "trunc":
+                return np.trunc(a / b)
+            return np.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.zeros_like(g), np.zeros_like(g)
 
 
 class Where(Function):
@@ -440,8 +549,17 @@ def mul(a, b) -> Tensor:
     return Mul.apply(a, b)
 
 
-def div(a, b) -> Tensor:
-    return Div.apply(a, b)
+def div(a, b, rounding_mode=None) -> Tensor:
+    """``a / b`` (true division); ``rounding_mode='trunc'`` rounds the quotient toward zero,
+    ``'floor'`` down (Python's ``//``), as ``torch.div``. The rounded forms have zero gradient.
+    """
+    if rounding_mode is None:
+        return Div.apply(a, b)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(
+            f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}"
+        )
+    return DivRounded.apply(a, b, rounding_mode=rounding_mode)
 
 
 def neg(a) -> Tensor:
@@ -481,9 +599,23 @@ def transpose(a, axes=None) -> Tensor:
 
 
 def flatten(a, start_dim: int = 1) -> Tensor:
-    """Keep the first ``start_dim`` axes, merge the rest (N, C, H, W) -> (N, C*H*W)."""
-    shape = a.shape
-    return reshape(a, tuple(shape[:start_dim]) + (-1,))
+    """Keep the first ``start_dim`` axes, merge the rest (N, C, H, W) -> (N, C*H*W).
+
+    As ``torch.flatten(x, start_dim)``: works for zero-size inputs ((0, 3, 4) -> (0, 12));
+    with ``start_dim=0`` a 0-d input becomes ``(1,)``. ``start_dim`` may be negative.
+    """
+    shape = tuple(np.shape(a.data if isinstance(a, Tensor) else a))
+    ndim = builtins.max(len(shape), 1)
+    if not -ndim <= start_dim < ndim:
+        raise ValueError(
+            f"flatten: start_dim {start_dim} is out of range for a tensor of shape {shape} "
+            f"(valid: {-ndim}..{ndim - 1}, as torch.flatten)"
+            + ("; a 0-d or 1-D input is flattened with start_dim=0" if len(shape) <= 1 else "")
+        )
+    if len(shape) <= 1:
+        return reshape(a, (builtins.max(int(np.prod(shape)), 0) if shape else 1,))
+    start = start_dim % len(shape)
+    return reshape(a, shape[:start] + (int(np.prod(shape[start:])),))
 
 
 def getitem(a, index) -> Tensor:
@@ -527,7 +659,20 @@ def abs(a) -> Tensor:  # noqa: A001
 
 
 def clip(a, min=None, max=None) -> Tensor:  # noqa: A002
-    return Clip.apply(a, min=min, max=max)
+    """Clamp to ``[min, max]`` (``torch.clamp``). Numbers: the gradient passes where
+    ``min <= x <= max``. Tensor or array bounds broadcast against ``a`` and receive gradients
+    where they are the active bound (see :class:`ClipTensor`)."""
+    if (min is None or np.ndim(min) == 0 and not isinstance(min, Tensor)) and (
+        max is None or np.ndim(max) == 0 and not isinstance(max, Tensor)
+    ):
+        return Clip.apply(a, min=min, max=max)
+    dtype = a.dtype if isinstance(a, Tensor) else _as_array(a).dtype
+    lo = np.asarray(-np.inf, dtype=dtype) if min is None else min
+    hi = np.asarray(np.inf, dtype=dtype) if max is None else max
+    return ClipTensor.apply(a, lo, hi)
+
+
+clamp = clip
 
 
 def maximum(a, b) -> Tensor:

@@ -390,8 +390,9 @@ def _group_rownorm(x, xd, groups, weight, bias, eps, name, stats=None):
                 f"{name}: {pname} shape {tuple(_data(p).shape)} does not match the input's "
                 f"{c} channels (input shape {tuple(xd.shape)}); expected ({c},)"
             )
-    rows = (n * groups, xd.size // (n * groups))
-    affine = (n, c, xd.size // (n * c))
+    spatial = math.prod(xd.shape[2:])  # not size // (n * c): an empty batch has n = 0
+    rows = (n * groups, c // groups * spatial)
+    affine = (n, c, spatial)
     return RowNorm.apply(
         x,
         *_affine_params(weight, bias, name),
@@ -459,7 +460,7 @@ def instance_norm(
     out = _group_rownorm(x, xd, xd.shape[1], weight, bias, eps, "instance_norm", stats)
     if stats is not None:
         n, c = xd.shape[0], xd.shape[1]
-        m = xd.size // (n * c)
+        m = math.prod(xd.shape[2:])
         mean = stats["mean"].reshape(n, c).mean(axis=0)
         var = stats["var"].reshape(n, c).mean(axis=0) * (m / max(m - 1, 1))
         running_mean *= 1.0 - momentum
