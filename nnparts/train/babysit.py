@@ -33,6 +33,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -43,7 +44,7 @@ from nnparts import nn
 from nnparts.random import manual_seed
 from nnparts.tensor import Tensor, no_grad
 from nnparts.train import run as runs
-from nnparts.train.callbacks import Callback, DivergenceError
+from nnparts.train.callbacks import Callback, DivergenceError, DivergenceGuard
 
 STATUSES = ("pass", "warn", "fail")
 
@@ -138,14 +139,25 @@ def _plain(cfg: dict, epochs: int, batch_size: int | None = None, **changes) -> 
 
 def _trainer(cfg: dict, prepared: dict, x=None, y=None, val=None):
     """``make_trainer`` on ``(x, y)`` (default: the prepared training data), with ``val`` as the
-    validation data (default: none), quiet."""
+    validation data (default: none), quiet.
+
+    The divergence guard stays (non-finite loss or gradients, a loss that stays far above its
+    initial value), but without its accuracy-at-chance rule: a check's run at a tiny learning
+    rate is meant to stay at chance, and each check judges its own result."""
     data = dict(prepared)
     if x is not None:
         data["x_train"], data["y_train"] = x, y
     if val is None:
         val = (data["x_train"][:0], data["y_train"][:0])
     data["x_val"], data["y_val"] = val
-    return runs.make_trainer(cfg, data, None, True, False)
+    trainer = runs.make_trainer(cfg, data, None, True, False)
+    trainer.callbacks = [
+        DivergenceGuard(num_classes=data["num_classes"], warmup_steps=sys.maxsize)
+        if isinstance(cb, DivergenceGuard)
+        else cb
+        for cb in trainer.callbacks
+    ]
+    return trainer
 
 
 def _set_lr(optimizer, lr: float):
@@ -171,12 +183,17 @@ class _Steps(Callback):
 
 
 def _fit(trainer, epochs: int) -> dict | None:
-    """Run ``trainer.fit``; on divergence return where (the guard's step and message)."""
+    """Run ``trainer.fit``; on divergence return ``step`` (the updates done when the guard
+    stopped the run), the lr, the guard's message (which names the step) and its reason."""
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             trainer.fit(epochs)
     except DivergenceError as e:
-        return {"step": trainer.global_step + 1, "lr": trainer.lr, "message": str(e)}
+        message = str(e)
+        # "training diverged at epoch 1, step 8: <what happened>; likely cause: ..."
+        reason = message.split(": ", 1)[-1].split(";")[0]
+        return {"step": trainer.global_step, "lr": trainer.lr, "message": message,
+                "reason": reason}  # fmt: skip
     return None
 
 
@@ -306,7 +323,10 @@ def overfit_small(cfg: dict, prepared: dict, n: int = 20, max_steps: int = 200) 
     steps = curve["step"][-1] if reached else None
     best = max(curve["accuracy"], default=0.0)
     if diverged:
-        summary = f"diverged at step {diverged['step']} (lr {diverged['lr']:g}): loss not finite"
+        summary = (
+            f"the divergence guard stopped it after {diverged['step']} steps "
+            f"(lr {diverged['lr']:g}): {diverged['reason']}"
+        )
     elif reached:
         summary = (
             f"100% train accuracy on {len(y)} samples after {steps} steps (budget {max_steps})"
@@ -511,7 +531,10 @@ def lr_range_test(
 def lr_trial(cfg: dict, prepared: dict, lr: float, steps: int, val=None) -> dict:
     """A short run at a fixed ``lr`` (the config otherwise, no scheduler): per-step losses, the
     step where the divergence guard fired (or None) and its message, and the validation
-    accuracy at the end when ``val=(x, y)`` is given and the run did not diverge."""
+    accuracy at the end when ``val=(x, y)`` is given and the run did not diverge.
+
+    ``diverged_after``: the updates done when the divergence guard stopped the run (its
+    ``message`` names the step), or None."""
     per_epoch = math.ceil(len(prepared["y_train"]) / cfg["train"]["batch_size"])
     trial_cfg = _plain(cfg, math.ceil(steps / per_epoch) + 1, **{"optimizer.lr": float(lr)})
     trainer = _trainer(trial_cfg, prepared)
@@ -521,7 +544,7 @@ def lr_trial(cfg: dict, prepared: dict, lr: float, steps: int, val=None) -> dict
     out = {
         "lr": float(lr),
         "losses": recorder.losses,
-        "diverged_step": diverged["step"] if diverged else None,
+        "diverged_after": diverged["step"] if diverged else None,
         "message": diverged["message"] if diverged else None,
         "val_accuracy": None,
     }
@@ -545,7 +568,7 @@ def coarse_lr_search(
         t["loss_start"] = float(losses[:k].mean()) if len(losses) else math.nan
         t["loss_end"] = float(losses[-k:].mean()) if len(losses) else math.nan
         t["works"] = bool(
-            t["diverged_step"] is None
+            t["diverged_after"] is None
             and len(losses) == steps
             and t["loss_end"] < drop * t["loss_start"]
         )
