@@ -280,7 +280,9 @@ def optimizer_compare(ctx):
         for i, name in enumerate(OPTIMIZERS_22):
             c = np.array(curves[(group, name)])
             band(ax, np.arange(c.shape[1]) + 20, c, f"C{i}", name)
-        ax.set_title(f"{group}: training loss (moving average of 20; band: min-max over seeds)")
+        ax.set_title(
+            f"{group}: training loss\n(moving average of 20; band: min-max over seeds)", fontsize=9
+        )
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
         ax.set_ylim(0, 2.5)
