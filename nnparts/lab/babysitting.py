@@ -221,7 +221,7 @@ def lr_sweep(ctx):
         smoothed = babysit.centred_smooth(losses, 9)
         ax.plot(np.arange(1, len(losses) + 1), smoothed, color=color, label=f"lr {t['lr']:g}")
         if t["diverged_after"]:
-            ax.plot(t["diverged_after"], min(losses[-1], 20), "x", color=color, ms=9)
+            ax.plot(t["diverged_after"], 4.8, "x", color="tab:red", ms=10, mew=2)
     ax.set_ylim(0, 5)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (smoothed)")
@@ -233,7 +233,7 @@ def lr_sweep(ctx):
     with warnings.catch_warnings():  # a diverged lr has no ratio on any seed
         warnings.simplefilter("ignore", RuntimeWarning)
         mid, low, high = (f(ratio, 0) for f in (np.nanmean, np.nanmin, np.nanmax))
-    ax.plot(lrs, mid, "o-", color="tab:blue", label="mean over seeds (diverged: none)")
+    ax.plot(lrs, mid, "o-", color="tab:blue", label="mean over seeds (min-max band)")
     ax.fill_between(lrs, low, high, alpha=0.2, color="tab:blue")
     ax.axhline(0.5, color="k", ls=":", lw=1, label="works below 0.5")
     ax.axvspan(*NOTES_RANGE, color="tab:orange", alpha=0.2, label="the notes' range")
