@@ -75,10 +75,11 @@ def test_broken_idx_file_gives_one_line_with_the_fix(tmp_path, case):
     before = snapshot(tmp_path)
     result = nnparts("train", *TINY, "--data.data_dir", folder, "--out", "run", cwd=tmp_path)
     path = str(folder / name)
-    assert_error(
+    line = assert_error(
         result, 2, f"error: {path}: ", what, f"delete {path}",
         f"nnparts data download fashion-mnist --data-dir {folder}",
     )  # fmt: skip
+    assert line.count(path) == 2  # named once as the subject, once in the fix
     assert "epoch" not in result.stdout
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before

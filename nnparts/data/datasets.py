@@ -188,7 +188,11 @@ def how_to_fix(name: str, path: str) -> str:
 
 def _bad_file(name: str, err: DataFileError, path: str):
     message = str(err)
-    if not message.startswith(path):
+    for name_used in (path, os.path.abspath(path), os.path.realpath(path)):
+        if message.startswith(name_used + ": "):  # the reader may name the resolved path
+            message = path + message[len(name_used) :]
+            break
+    else:
         message = f"{path}: {message}"
     return DataFileError(f"{message}; {how_to_fix(name, path)}", path)
 
