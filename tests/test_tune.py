@@ -293,6 +293,7 @@ def test_search_never_reads_the_test_split_and_cv_reports_mean_and_sd(
         return real_load(name, split, *args, **kwargs)
 
     monkeypatch.setattr(data, "load", guarded_load)
+    monkeypatch.setattr(data.datasets, "load", guarded_load)  # what load_split calls
     monkeypatch.setattr(objective, "_DATA_CACHE", {})
     search = {"optimizer.lr": {"type": "categorical", "choices": [0.003, 0.01]}}
     for cv in (None, 3):

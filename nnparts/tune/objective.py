@@ -68,11 +68,14 @@ def fold_data(cfg: dict, k: int) -> list[dict]:
 
     def build():
         d = cfg["data"]
-        x, y = datasets.load(
+        # the same training images as nnparts train: a held-out test set is never among them,
+        # and a subset of data sorted by class (mnist-5k) is stratified, never "the first N"
+        x, y = datasets.load_split(
             d["dataset"], split="train", data_dir=d["data_dir"], download=d["download"]
         )
-        if d["train_subset"]:
-            x, y = x[: d["train_subset"]], y[: d["train_subset"]]
+        x, y = datasets.subset(
+            x, y, d["train_subset"], stratified=d["dataset"] in datasets.SORTED_BY_CLASS
+        )
         out = []
         for train_idx, val_idx in stratified_kfold(y, k, seed=cfg["seed"]):
             stats = {"mean": None, "std": None}
