@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from nnparts import lab
-from nnparts.lab import report
 from nnparts.lab.engine import Check, Context, Experiment, LabError, Rule, mean_records
+from nnparts.train.metrics import jsonable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,9 +171,7 @@ def test_python_api_returns_result_without_writing(tmp_path, monkeypatch):
 
 
 def test_json_has_no_nan_literals(tmp_path):
-    doc = report._jsonable(
-        {"a": float("nan"), "b": [np.float32(1.5), np.int64(2)], "c": np.bool_(1)}
-    )
+    doc = jsonable({"a": float("nan"), "b": [np.float32(1.5), np.int64(2)], "c": np.bool_(1)})
     assert doc == {"a": "nan", "b": [1.5, 2], "c": True}
     json.dumps(doc, allow_nan=False)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import platform
 import sys
@@ -18,6 +17,7 @@ import time
 import numpy as np
 
 import nnparts
+from nnparts.train.metrics import jsonable
 
 VERDICT_CLASS = {"reproduced": "ok", "not reproduced": "no", "mixed": "mixed"}
 
@@ -69,23 +69,6 @@ def save_figures(result, out: str) -> dict[str, str]:
     return paths
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else repr(v)  # JSON has no NaN/inf: "nan", "inf"
-    return obj
-
-
 def results_document(results: list, quick: bool, seconds: float) -> dict:
     return {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -93,7 +76,7 @@ def results_document(results: list, quick: bool, seconds: float) -> dict:
         "seconds": seconds,
         "versions": versions(),
         "summary": {v: sum(r.verdict == v for r in results) for v in VERDICT_CLASS},
-        "experiments": [_jsonable(r.as_dict()) for r in results],
+        "experiments": [jsonable(r.as_dict()) for r in results],
     }
 
 

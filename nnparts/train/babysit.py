@@ -45,6 +45,7 @@ from nnparts.random import manual_seed
 from nnparts.tensor import Tensor, no_grad
 from nnparts.train import run as runs
 from nnparts.train.callbacks import Callback, DivergenceError, DivergenceGuard
+from nnparts.train.metrics import jsonable
 
 STATUSES = ("pass", "warn", "fail")
 
@@ -78,25 +79,8 @@ class CheckResult:
             "status": self.status,
             "summary": self.summary,
             "seconds": self.seconds,
-            "numbers": _jsonable(self.numbers),
+            "numbers": jsonable(self.numbers),
         }
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else str(v)  # JSON has no NaN / inf
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def _worst(statuses) -> str:
@@ -1040,7 +1024,7 @@ def write_report(report: Report, out: str) -> dict:
     paths = {"json": os.path.join(out, "babysit.json"), "figure": os.path.join(out, "babysit.png")}
     tmp = paths["json"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(report.as_dict()), f, indent=2)
+        json.dump(jsonable(report.as_dict()), f, indent=2)
         f.write("\n")
     os.replace(tmp, paths["json"])
     fig = plot_report(report)
