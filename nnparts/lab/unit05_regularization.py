@@ -403,34 +403,18 @@ def bias_variance_experiment(ctx):
             )
             first = seed == ctx.seeds[0]
             alpha = 0.8 if first else 0.3
-            ax.plot(
-                sizes,
-                [r["bias2"] for r in rows],
-                "C0-",
-                alpha=alpha,
-                label="bias$^2$" if first else None,
+            curves = (
+                ("bias2", "C0-", "bias$^2$"),
+                ("variance", "C1-", "variance"),
+                ("error", "C2o", "measured error"),
+                ("total", "k:", "bias$^2$ + variance + noise"),
             )
-            ax.plot(
-                sizes,
-                [r["variance"] for r in rows],
-                "C1-",
-                alpha=alpha,
-                label="variance" if first else None,
-            )
-            ax.plot(
-                sizes,
-                [r["error"] for r in rows],
-                "C2o",
-                alpha=alpha,
-                label="measured error" if first else None,
-            )
-            ax.plot(
-                sizes,
-                [r["bias2"] + r["variance"] + r["noise"] for r in rows],
-                "k:",
-                alpha=alpha,
-                label="bias$^2$ + variance + noise" if first else None,
-            )
+            for key, style, label in curves:
+                values = [
+                    r["bias2"] + r["variance"] + r["noise"] if key == "total" else r[key]
+                    for r in rows
+                ]
+                ax.plot(sizes, values, style, alpha=alpha, label=label if first else None)
             ax.plot(
                 [sizes[-1]],
                 [bagged["variance"]],
