@@ -351,3 +351,33 @@ def test_cli_list_show_and_errors():
     assert "Traceback" not in bad.stderr
     seeds = nnparts("lab", "run", "conv-arithmetic", "--seeds", "0")
     assert seeds.returncode == 2 and "--seeds must be >= 1" in seeds.stderr
+
+
+def test_update_keeps_the_other_experiments(tmp_path):
+    def nnparts(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "nnparts.cli", "lab", "run", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+
+    out = str(tmp_path)
+    assert nnparts("conv-arithmetic", "--quick", "--out", out).returncode == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    done = nnparts("softmax-overflow", "--quick", "--update", "--out", out)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "results.json").read_text())
+    names = [e["name"] for e in doc["experiments"]]
+    assert sorted(names) == ["conv-arithmetic", "softmax-overflow"]
+    assert names == [e.name for e in lab.select(names)]  # registry order
+    kept = next(e for e in doc["experiments"] if e["name"] == "conv-arithmetic")
+    assert kept == first["experiments"][0]
+    assert (tmp_path / kept["figures"][0]).exists()
+    # without --update the report holds only what ran
+    assert nnparts("softmax-overflow", "--quick", "--out", out).returncode == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [e["name"] for e in doc["experiments"]] == ["softmax-overflow"]
+    mixed = nnparts("softmax-overflow", "--update", "--out", out)  # a full run into a quick one
+    assert mixed.returncode == 2 and "holds a quick run" in mixed.stderr

@@ -91,6 +91,7 @@ def run(
     progress: bool = False,
     log=None,
     keep_going: bool = False,
+    update: bool = False,
 ):
     """Run experiments by name (or unit, or ``"all"``) and return their results.
 
@@ -98,7 +99,9 @@ def run(
     ``out`` the figures, ``results.json`` and ``index.html`` are written there (the page is
     rewritten after each experiment, so an interrupted run keeps what finished). ``log`` gets
     one line per finished experiment. With ``keep_going`` an experiment that raises is logged
-    with its traceback and skipped, and :class:`ExperimentsFailed` is raised at the end.
+    with its traceback and skipped, and :class:`ExperimentsFailed` is raised at the end. With
+    ``update`` the other experiments of an existing ``out/results.json`` stay on the page (rerun
+    one experiment without rerunning the rest).
     """
     from nnparts.lab import report
 
@@ -108,6 +111,13 @@ def run(
     results = []
     start = time.perf_counter()
     failed = []
+    kept = []
+    if out and update:
+        try:
+            kept = report.read_kept(out, quick)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+    order = {name: e.order for name, e in _engine.REGISTRY.items()}
     for exp in chosen:
         try:
             result = run_experiment(exp, quick=quick, seeds=seeds, progress=progress)
@@ -123,7 +133,7 @@ def run(
         results.append(result)
         if out:
             report.save_figures(result, out)
-            report.write(results, out, quick, time.perf_counter() - start)
+            report.write(results, out, quick, time.perf_counter() - start, kept, order)
         if log is not None:
             log(f"{exp.name:<28} {result.verdict:<15} {result.seconds:6.1f} s")
     if failed:

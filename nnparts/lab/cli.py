@@ -39,6 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--out", default="runs/lab", help="folder for index.html, results.json, figures"
     )
     run_p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run_p.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other experiments of an existing DIR/results.json (rerun only these)",
+    )
     return parser
 
 
@@ -76,6 +81,7 @@ def run(args) -> int:
                     progress=not args.no_progress and sys.stderr.isatty(),
                     log=lambda line: print(line, flush=True),
                     keep_going=True,
+                    update=args.update,
                 )
             except lab.ExperimentsFailed as e:
                 results, failed = e.results, e.names

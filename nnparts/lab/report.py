@@ -69,18 +69,47 @@ def save_figures(result, out: str) -> dict[str, str]:
     return paths
 
 
-def results_document(results: list, quick: bool, seconds: float) -> dict:
+def results_document(results: list, quick: bool, seconds: float, kept=(), order=None) -> dict:
+    """The ``results.json`` document. ``kept``: experiment entries (dicts) of an earlier report
+    to keep beside the new results (the new ones replace entries of the same name); ``order``
+    maps a name to its place on the page."""
+    entries = {e["name"]: e for e in kept}
+    for r in results:
+        entries[r.name] = jsonable(r.as_dict())
+    experiments = sorted(entries.values(), key=lambda e: (order or {}).get(e["name"], 1e9))
     return {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "quick": quick,
-        "seconds": seconds,
+        "seconds": seconds
+        + sum(e["seconds"] for e in kept if e["name"] not in {r.name for r in results}),
         "versions": versions(),
-        "summary": {v: sum(r.verdict == v for r in results) for v in VERDICT_CLASS},
-        "experiments": [jsonable(r.as_dict()) for r in results],
+        "summary": {v: sum(e["verdict"] == v for e in experiments) for v in VERDICT_CLASS},
+        "experiments": experiments,
     }
 
 
-def write(results: list, out: str, quick: bool, seconds: float) -> dict:
+def read_kept(out: str, quick: bool) -> list[dict]:
+    """The experiment entries of ``out/results.json`` (for ``lab run --update``); refuses a
+    report of the other mode (quick vs full), whose numbers are not comparable."""
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        experiments = list(doc["experiments"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a results.json written by nnparts lab ({e})") from None
+    if bool(doc.get("quick")) != bool(quick):
+        mode = "quick" if doc.get("quick") else "full"
+        raise ValueError(
+            f"{path} holds a {mode} run; --update adds to a report of the same mode: "
+            f"{'add' if mode == 'quick' else 'drop'} --quick, or choose another --out"
+        )
+    return experiments
+
+
+def write(results: list, out: str, quick: bool, seconds: float, kept=(), order=None) -> dict:
     """Write figures, ``results.json`` and ``index.html`` into ``out``; return the document.
 
     Figures already saved (``result.figure_paths``) are not drawn again.
@@ -89,7 +118,7 @@ def write(results: list, out: str, quick: bool, seconds: float) -> dict:
     for r in results:
         if r.figures and not r.figure_paths:
             save_figures(r, out)
-    doc = results_document(results, quick, seconds)
+    doc = results_document(results, quick, seconds, kept, order)
     _atomic_write(os.path.join(out, "results.json"), json.dumps(doc, indent=1) + "\n")
     _atomic_write(os.path.join(out, "index.html"), render_html(doc))
     return doc
