@@ -878,7 +878,7 @@ def mean_abs_correlation(h: np.ndarray) -> float:
     setup="MLP 784-512-512-10 (ReLU, He) on 5,000 Fashion-MNIST images, SGD momentum 0.9 lr "
     "0.02, batch 100, 40 epochs, dropout 0 vs 0.5 after each hidden layer (same init and "
     "batches); co-adaptation: mean |correlation| between the last hidden layer's units over "
-    "2,000 test images, in eval mode.",
+    "2,000 test images, in eval mode; 2 seeds.",
     quick_setup="1,000 images, 8 epochs, 1,000 test images.",
     measures="epochs until 95% training accuracy (slower = more), train - test gap after the "
     "last epoch, mean |correlation| of hidden units",
@@ -888,6 +888,7 @@ def mean_abs_correlation(h: np.ndarray) -> float:
         Check("corr_dropout", "<", "corr_none"),
         over="mean",
     ),
+    seeds=2,
 )
 def dropout_coadaptation(ctx):
     n, epochs = ctx.pick(5000, 1000), ctx.pick(40, 8)
