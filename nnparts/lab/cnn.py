@@ -147,7 +147,7 @@ RECIPE_MODELS = {
     source="004 devcourse notes (Huang et al. 2017)",
     setup="The models of recipes/cnn.yaml (plain CNN), recipes/resnet.yaml (pre-activation "
     "ResNet 32/64/128) and recipes/densenet.yaml (DenseNet-BC, k = 12, 3 x 4 layers), trained "
-    "at a matched budget: the same 2,500 Fashion-MNIST images for 3 epochs each, SGD-Nesterov "
+    "at a matched budget: the same 4,000 Fashion-MNIST images for 4 epochs each, SGD-Nesterov "
     "lr 0.05 momentum 0.9, cosine schedule, batch 128, no augmentation; 2,000 test images; one "
     "seed (a full training of these recipes takes 5-60 minutes each: see the README's results).",
     quick_setup="512 images, 1 epoch, 300 test images (accuracies near chance: a smoke run).",
@@ -170,7 +170,7 @@ def densenet_vs_resnet(ctx):
     from nnparts.train.models import build_model
     from nnparts.train.trainer import Trainer
 
-    n, epochs, n_test = ctx.pick(2500, 512), ctx.pick(3, 1), ctx.pick(2000, 300)
+    n, epochs, n_test = ctx.pick(4000, 512), ctx.pick(4, 1), ctx.pick(2000, 300)
     fig, ax = ctx.figure("params-accuracy", figsize=(6, 4))
     for seed in ctx.seeds:
         x, y, xt, yt = common.load("fashion-mnist", n, n_test, seed=seed, flat=False)
