@@ -793,3 +793,19 @@ def test_example_search_configs_are_valid(recipe):
     opts = make_options(tune_section, {}, configs.resolve(base)["seed"])
     check_options(opts)
     build_sampler(opts.sampler, space, 0)
+
+
+def test_a_trial_that_learns_slowly_completes_and_is_not_called_diverged(tmp_path, fashion_dir):
+    from nnparts.tune.run import tune
+
+    # lr 1e-7 barely moves in 300 steps: the divergence guard's accuracy-at-chance rule (after
+    # 200 steps) would stop it, but a slow trial is a result of the search, not a divergence
+    search = {"optimizer.lr": {"type": "categorical", "choices": [1e-7]}}
+    config = search_config(tmp_path, fashion_dir, search, tune={"figures": False},
+                           train={"epochs": 3, "batch_size": 8})  # fmt: skip
+    out = tmp_path / "slow"
+    flags = {"sampler": "grid", "out": str(out)}
+    assert tune(config, [], flags, log=lambda m: None) == 0
+    (trial,) = load_study(out).get_trials()
+    assert trial.state.name == "COMPLETE" and "diverged" not in trial.user_attrs
+    assert trial.value < 0.3  # chance-level, reported as the trial's value

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 
 import numpy as np
 
 from nnparts.train import config as configs
-from nnparts.train.callbacks import Callback
+from nnparts.train.callbacks import Callback, DivergenceGuard
 from nnparts.tune.space import set_dotted
 
 _DATA_CACHE: dict = {}
@@ -123,6 +124,11 @@ def _train_one(cfg, prepared, trial, prune) -> tuple[float, list[float], list[fl
             "the search needs validation data: set data.val_size > 0 (or tune cv: k)"
         )
     trainer = run.make_trainer(cfg, prepared, out=None, quiet=True, progress=False)
+    for cb in trainer.callbacks:
+        # a trial that learns slowly (a tiny lr) is a result of the search, not a divergence:
+        # keep the guard's non-finite and exploding-loss checks, not its accuracy-at-chance one
+        if isinstance(cb, DivergenceGuard):
+            cb.warmup_steps = sys.maxsize
     report = _Report(trial, prune)
     trainer.callbacks.append(report)
     trainer.fit(cfg["train"]["epochs"])
