@@ -62,6 +62,13 @@ def _load_units():
         except ModuleNotFoundError as e:  # a unit not written yet
             if e.name != module:
                 raise
+    # the page's order is the course's (UNITS), then each module's own, whatever imported first
+    rank = {module: i for i, module in enumerate(UNITS)}
+    ordered = sorted(
+        _engine.REGISTRY.values(), key=lambda e: (rank.get(e.fn.__module__, len(UNITS)), e.order)
+    )
+    for i, exp in enumerate(ordered):
+        exp.order = i
 
 
 def __getattr__(name):
