@@ -3,11 +3,11 @@ torch.optim's, state round trips, and the behaviour each is for."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pytest
+from optim_helpers import save_and_load
 
 import nnparts
 import nnparts.functional as F
@@ -163,33 +163,6 @@ def test_asgd_average_is_the_mean_of_the_iterates_after_t0():
         iterates.append(w.data.copy())
     # mu_t = 1 / max(1, t - 1 - t0): the average restarts at step t0 + 2 and is then a mean
     np.testing.assert_allclose(opt.averaged()[0], np.mean(iterates[4:], axis=0), rtol=1e-12)
-
-
-def save_and_load(state_dict):
-    arrays = {}
-
-    def split(obj, prefix):
-        if isinstance(obj, dict):
-            return {k: split(v, f"{prefix}/{k}") for k, v in obj.items()}
-        if isinstance(obj, np.ndarray):
-            arrays[prefix] = obj
-            return {"__array__": prefix}
-        return obj
-
-    meta = json.loads(json.dumps(split(state_dict, "")))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    buf.seek(0)
-    loaded = np.load(buf)
-
-    def join(obj):
-        if isinstance(obj, dict):
-            if set(obj) == {"__array__"}:
-                return loaded[obj["__array__"]]
-            return {k: join(v) for k, v in obj.items()}
-        return obj
-
-    return join(meta)
 
 
 @pytest.mark.parametrize(("name", "kwargs"), NEW_CASES[1::2] + [("Adam", dict(maximize=True))])
