@@ -8,3 +8,4 @@ from nnparts.nn.dropout import *
 from nnparts.nn.linear import Flatten, Linear
 from nnparts.nn.module import Module, Parameter
 from nnparts.nn.normalization import *
+from nnparts.nn.whitening import PatchWhitening
