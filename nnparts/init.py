@@ -19,6 +19,7 @@ xavier_uniform     U(+-sqrt(6/(fan_in+fan_out)))       2/(fan_in+fan_out)
 he_normal          N(0, 2/fan_in)                      2/fan_in
 he_uniform         U(+-sqrt(6/fan_in))                 2/fan_in
 default            U(+-1/sqrt(fan_in))                 1/(3 fan_in) (PyTorch's Linear/Conv)
+dirac              identity conv (torch dirac_)        deterministic
 =================  ==================================  ==========================
 
 The course's own code calls ``sqrt(1/n)`` "Xavier": with ``n`` the number of inputs that is
@@ -130,6 +131,41 @@ def default(shape, rng=None, dtype=DTYPE):
     return uniform(shape, -limit, limit, rng=rng, dtype=dtype)
 
 
+def dirac(shape, groups=1, rng=None, dtype=DTYPE):
+    """An identity convolution (``torch.nn.init.dirac_``): with same padding, output channel
+    ``g*O/G + i`` of each group ``g`` copies input channel ``i`` of that group's slice.
+
+    For a Conv weight ``(out, in/groups, *kernel)`` (1-, 2- or 3-D kernels)::
+
+        w[g*O/G + i, i, center] = 1   for i < min(O/G, in/groups),   every other entry 0
+
+    with ``center = k // 2`` per kernel axis. Output channels beyond ``in/groups`` in a group
+    stay zero (as PyTorch). Deterministic: ``rng`` is accepted for the common signature only.
+    Used to start residual-free deep nets at the identity (Zagoruyko & Komodakis 2017,
+    "DiracNets").
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(
+            f"dirac needs a Conv weight (out, in, *kernel) of 3, 4 or 5 dimensions, got shape "
+            f"{shape}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"dirac groups must be an int >= 1, got {groups!r}")
+    if shape[0] % groups:
+        raise ValueError(
+            f"dirac groups={groups} must divide the out channels {shape[0]} of shape {shape}"
+        )
+    out_per_group = shape[0] // groups
+    n = min(out_per_group, shape[1])
+    weight = np.zeros(shape, dtype=dtype)
+    inputs = np.arange(n)
+    outputs = (np.arange(groups)[:, None] * out_per_group + inputs).reshape(-1)
+    center = tuple(k // 2 for k in shape[2:])
+    weight[(outputs, np.tile(inputs, groups), *center)] = 1
+    return weight
+
+
 INITIALIZERS = {
     "zeros": zeros,
     "ones": ones,
@@ -147,6 +183,7 @@ INITIALIZERS = {
     "kaiming_normal": he_normal,
     "kaiming_uniform": he_uniform,
     "default": default,
+    "dirac": dirac,
 }
 
 

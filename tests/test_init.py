@@ -146,11 +146,12 @@ def test_random_init_breaks_the_symmetry(rng):
 @pytest.mark.parametrize("name", sorted(init.INITIALIZERS))
 def test_same_seed_same_weights(name):
     fn = init.get(name)
-    a = fn((20, 30), rng=7)
-    b = fn((20, 30), rng=np.random.default_rng(7))
+    shape = (20, 30, 3, 3) if name == "dirac" else (20, 30)  # dirac: conv weights only
+    a = fn(shape, rng=7)
+    b = fn(shape, rng=np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
-    if name not in ("zeros", "ones", "constant"):
-        assert not np.array_equal(a, fn((20, 30), rng=8))
+    if name not in ("zeros", "ones", "constant", "dirac"):
+        assert not np.array_equal(a, fn(shape, rng=8))
 
 
 def test_default_generator_is_reseeded_by_manual_seed():
