@@ -11,6 +11,7 @@ from nnparts.optim.adagrad import Adagrad
 from nnparts.optim.adam import Adam, AdamW, NAdam, RAdam
 from nnparts.optim.adamax import Adamax
 from nnparts.optim.asgd import ASGD
+from nnparts.optim.ema import WeightEMA
 from nnparts.optim.lookahead import Lookahead
 from nnparts.optim.optimizer import Optimizer
 from nnparts.optim.regularizers import clip_grad_norm_, clip_grad_value_, l1_penalty, l2_penalty
@@ -72,6 +73,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "Rprop",
+    "WeightEMA",
     "build",
     "clip_grad_norm_",
     "clip_grad_value_",
