@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optim_helpers import save_and_load
 
 import nnparts.functional as F
 from nnparts import Tensor, nn, optim
 from nnparts.optim import WeightEMA
-
-from optim_helpers import save_and_load
 
 
 def twin_models(torch, rng):
