@@ -12,6 +12,7 @@ from nnparts.optim.adam import Adam, AdamW, NAdam, RAdam
 from nnparts.optim.adamax import Adamax
 from nnparts.optim.asgd import ASGD
 from nnparts.optim.ema import WeightEMA
+from nnparts.optim.groups import group_parameters
 from nnparts.optim.lookahead import Lookahead
 from nnparts.optim.optimizer import Optimizer
 from nnparts.optim.regularizers import clip_grad_norm_, clip_grad_value_, l1_penalty, l2_penalty
@@ -77,6 +78,7 @@ __all__ = [
     "build",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "group_parameters",
     "l1_penalty",
     "l2_penalty",
     "lr_scheduler",
