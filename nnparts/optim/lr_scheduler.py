@@ -1,5 +1,5 @@
 """Learning-rate schedules: StepLR, ExponentialLR, CosineAnnealingLR, LinearWarmup, ConstantLR,
-PolynomialLR, ReduceLROnPlateau -- the same numbers as ``torch.optim.lr_scheduler``.
+PolynomialLR, WarmupLinear, ReduceLROnPlateau -- the same numbers as ``torch.optim.lr_scheduler``.
 
 A scheduler rewrites ``group["lr"]`` of its optimizer's param groups at every ``step()`` (call it
 once per epoch, after ``optimizer.step()``, as in PyTorch). The formulas are PyTorch's
@@ -21,6 +21,7 @@ __all__ = [
     "PolynomialLR",
     "ReduceLROnPlateau",
     "StepLR",
+    "WarmupLinear",
     "build",
 ]
 
@@ -258,6 +259,60 @@ class PolynomialLR(LRScheduler):
         return [lr * decay for lr in lrs]
 
 
+class WarmupLinear(LRScheduler):
+    """Linear warmup, then linear decay: the one-cycle-like schedule airbench and BERT use,
+    stepped once per batch (or per epoch; it is a schedule over ``step()`` calls ``t``)::
+
+        lr_t = lr_0 * (s + (1 - s) * t / W)                   for t < W     (warmup)
+        lr_t = lr_0 * (1 + (e - 1) * (t - W) / (T - W))       for W <= t < T (decay)
+        lr_t = lr_0 * e                                       for t >= T
+
+    with ``W = warmup_steps``, ``T = total_steps``, ``s = start_factor``, ``e = end_factor``;
+    the peak ``lr_0`` (each group's own ``initial_lr``) is reached at ``t = W``. Equal to
+    PyTorch's ``SequentialLR(opt, [LinearLR(opt, s, 1.0, W), LinearLR(opt, 1.0, e, T - W)],
+    milestones=[W])``, computed in closed form from ``base_lrs`` (so it is not chained with
+    another scheduler on the same optimizer). ``start_factor=0`` (the default, as Hugging
+    Face's ``get_linear_schedule_with_warmup``) makes the first step's lr zero;
+    ``warmup_steps=0`` is a plain linear decay.
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        total_steps: int,
+        warmup_steps: int = 0,
+        start_factor: float = 0.0,
+        end_factor: float = 0.0,
+        last_epoch: int = -1,
+    ):
+        _positive_int("total_steps", total_steps)
+        _nonnegative_int("warmup_steps", warmup_steps)
+        if warmup_steps >= total_steps:
+            raise ValueError(
+                f"invalid warmup_steps={warmup_steps!r}: expected fewer than "
+                f"total_steps={total_steps}"
+            )
+        for name, value in (("start_factor", start_factor), ("end_factor", end_factor)):
+            if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+                raise ValueError(f"invalid {name}={value!r}: expected a number in [0, 1]")
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, t: int) -> float:
+        """The multiplier of ``lr_0`` at step ``t``."""
+        warmup, total = self.warmup_steps, self.total_steps
+        if t < warmup:
+            return self.start_factor + (1.0 - self.start_factor) * t / warmup
+        if t >= total:
+            return self.end_factor
+        return 1.0 + (self.end_factor - 1.0) * (t - warmup) / (total - warmup)
+
+    def get_lr(self):
+        f = self.factor(self.last_epoch)
+        return [base * f for base in self.base_lrs]
+
+
 class ReduceLROnPlateau:
     """Divide the lr by ``1/factor`` when a metric has stopped improving for ``patience`` epochs
     (``torch.optim.lr_scheduler.ReduceLROnPlateau``: same arguments and rule).
@@ -371,6 +426,8 @@ SCHEDULERS = {
     "constantlr": ConstantLR,
     "polynomial": PolynomialLR,
     "polynomiallr": PolynomialLR,
+    "warmup_linear": WarmupLinear,
+    "warmuplinear": WarmupLinear,
     "plateau": ReduceLROnPlateau,
     "reducelronplateau": ReduceLROnPlateau,
 }
