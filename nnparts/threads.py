@@ -1,30 +1,70 @@
-"""Run the big array operations of a layer on all CPU cores.
+"""Run the big array operations of a layer on all CPU cores — the faster of two ways, measured.
 
 NumPy runs element-wise work (ReLU, BatchNorm, pooling, the copies of im2col) on one core; only
-its matrix products use several, through the BLAS library's own threads. Those BLAS threads also
-keep spinning for a while after each product, so a second thread of ours that starts right after
-a product finds its core busy. nnparts therefore splits the heavy ops itself: a layer cuts its
-work into independent chunks (a range of samples, or of channels) and :func:`parallel_for` runs
-them on a small pool of Python threads — NumPy releases the GIL inside its loops, so the chunks
-run at the same time. While nnparts computes with more than one thread, the BLAS library is kept
-to one thread (with ``threadpoolctl``), and matrix products are split the same way.
+its matrix products use several, through the BLAS library's own threads. nnparts can also split
+a heavy op itself: the op cuts its work into independent chunks (a range of samples, or of
+channels) and :func:`parallel_for` runs them on a small pool of Python threads — NumPy releases
+the GIL inside its loops, so the chunks run at the same time, with BLAS at one thread.
 
-``nnparts.set_num_threads(1)`` turns all of this off (plain NumPy, BLAS with its own threads).
+Which of the two is faster is not one fixed bet. It differs by op (a large matrix product is
+fastest in BLAS threads, element-wise work and im2col copies only run in parallel in the pool),
+by CPU (AVX2 or AVX-512 kernels, cache sizes), and by the moment: on a shared or virtual machine
+waking a sleeping pool thread can cost more than the op it runs, and with another process busy
+on one core, BLAS threads that wait for each other lose to chunks that can be rebalanced. So the
+default policy, ``"auto"``, measures. Every call site (the chunk function's code, with the op's
+size) is a *site*; its first calls alternate between the two modes —
+
+* ``pool``: the chunks on nnparts' threads, BLAS at one thread;
+* ``serial``: the same chunks one after the other on the calling thread, BLAS at all cores —
+
+and time them; from then on the site runs in the mode with the lower median time, and tries the
+other mode again once every :data:`REPROBE` calls, so a site follows the machine when its load
+changes. Both modes run the same chunks and combine them in the same order, so the numbers are
+the same whichever mode runs (the tests check it bit for bit).
+
+``set_policy("pool")`` or ``"serial"`` fixes the mode (``$NNPARTS_THREAD_POLICY`` sets it at
+start-up); ``nnparts.set_num_threads(1)`` turns all of this off (plain NumPy, BLAS with its own
+threads). :func:`policy_report` lists the sites, their timings and the mode each chose.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-_state = {"threads": None, "pool": None, "blas_limited": False, "min_work": 1 << 18}
+POLICIES = ("auto", "pool", "serial")
+PROBES = 3  # timed calls of each mode before a site first chooses
+REPROBE = 64  # a site in one mode times the other mode once every REPROBE calls
+WINDOW = 5  # a mode's estimate: the median of its last WINDOW timings
+
+_state = {
+    "threads": None,
+    "pool": None,
+    "min_work": 1 << 18,
+    "policy": None,
+    "blas": None,  # threadpoolctl controller of NumPy's BLAS, or False where there is none
+    "blas_threads": None,  # what the BLAS libraries are set to now (None: untouched)
+    "blas_original": None,
+}
+_sites: dict = {}
+_lock = threading.Lock()
 
 
 def _default_threads() -> int:
     """``$NNPARTS_NUM_THREADS``, else the CPU cores available to this process (at most 8)."""
     env = os.environ.get("NNPARTS_NUM_THREADS")
     if env:
-        return max(1, int(env))
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(
+                f"NNPARTS_NUM_THREADS must be a positive integer, got {env!r}; "
+                "unset it to use all cores"
+            ) from None
+        return max(1, value)
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -41,15 +81,37 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for nnparts' array work (1 = plain NumPy, BLAS threads untouched)."""
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"number of threads must be a positive integer, got {n!r}")
     _state["threads"] = n
     if _state["pool"] is not None:
         _state["pool"].shutdown(wait=True)
         _state["pool"] = None
-    if n == 1 and _state["blas_limited"]:
-        _state["blas_limited"].restore_original_limits()
-        _state["blas_limited"] = False
+    _sites.clear()
+    if n == 1:
+        _restore_blas()
+
+
+def get_policy() -> str:
+    """``"auto"`` (measure per site, the default), ``"pool"`` or ``"serial"``."""
+    if _state["policy"] is None:
+        env = os.environ.get("NNPARTS_THREAD_POLICY", "auto")
+        if env not in POLICIES:
+            raise ValueError(
+                f"NNPARTS_THREAD_POLICY must be one of {', '.join(POLICIES)}, got {env!r}"
+            )
+        _state["policy"] = env
+    return _state["policy"]
+
+
+def set_policy(policy: str) -> None:
+    """How ops with several threads use the cores: ``"auto"`` (each call site measures both
+    ways and keeps the faster), ``"pool"`` (always nnparts' threads, BLAS at one thread) or
+    ``"serial"`` (always the calling thread, BLAS at all cores)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown thread policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    _state["policy"] = policy
+    _sites.clear()
 
 
 def set_min_work(elements: int) -> None:
@@ -57,17 +119,183 @@ def set_min_work(elements: int) -> None:
     _state["min_work"] = int(elements)
 
 
+# -- BLAS threads ---------------------------------------------------------------------------------
+def _blas():
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            ctl = ThreadpoolController().select(user_api="blas")
+            _state["blas"] = ctl if ctl.lib_controllers else False
+        except Exception:  # pragma: no cover - threadpoolctl missing or BLAS not found
+            _state["blas"] = False
+        if _state["blas"]:
+            _state["blas_original"] = [lib.num_threads for lib in _state["blas"].lib_controllers]
+    return _state["blas"]
+
+
+def _set_blas_threads(n: int) -> None:
+    """BLAS at ``n`` threads (a cheap call into the library; skipped when already so)."""
+    if _state["blas_threads"] == n:
+        return
+    ctl = _blas()
+    if ctl:
+        for lib in ctl.lib_controllers:
+            lib.set_num_threads(n)
+    _state["blas_threads"] = n
+
+
+def _restore_blas() -> None:
+    if _state["blas_threads"] is not None and _state["blas"]:
+        for lib, n in zip(_state["blas"].lib_controllers, _state["blas_original"]):
+            lib.set_num_threads(n)
+    _state["blas_threads"] = None
+
+
 def _pool() -> ThreadPoolExecutor:
     if _state["pool"] is None:
         _state["pool"] = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="nnparts")
-    if not _state["blas_limited"]:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            _state["blas_limited"] = threadpool_limits(1, user_api="blas")
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            _state["blas_limited"] = True
     return _state["pool"]
+
+
+# -- sites: measure both modes, keep the faster ----------------------------------------------------
+class _Site:
+    __slots__ = ("name", "times", "calls", "mode", "switches")
+
+    def __init__(self, name):
+        self.name = name
+        self.times = {"pool": [], "serial": []}
+        self.calls = 0
+        self.mode = None  # None while probing
+        self.switches = 0
+
+    def estimate(self, mode):
+        t = self.times[mode]
+        return statistics.median(t) if t else float("inf")
+
+    def next_mode(self) -> str:
+        self.calls += 1
+        if self.mode is None:  # probing: pool, serial, pool, ... (the first call is a warm-up)
+            return "pool" if self.calls % 2 else "serial"
+        # the other mode is tried again every REPROBE calls, less often the slower it was
+        # (a probe of a mode k times slower costs k calls: this keeps probing near 1/REPROBE)
+        other = "serial" if self.mode == "pool" else "pool"
+        ratio = self.estimate(other) / max(self.estimate(self.mode), 1e-9)
+        if self.calls % (REPROBE * min(64, max(1, int(ratio)))) == 0:
+            return other
+        return self.mode
+
+    def record(self, mode, seconds):
+        if self.calls == 1:
+            return  # first call: workspaces, thread start-up
+        t = self.times[mode]
+        t.append(seconds)
+        if len(t) > WINDOW:
+            del t[0]
+        if self.mode is None:
+            if min(len(self.times["pool"]), len(self.times["serial"])) >= PROBES:
+                self.mode = min(("pool", "serial"), key=self.estimate)
+        else:
+            best = min(("pool", "serial"), key=self.estimate)
+            if best != self.mode:
+                self.mode = best
+                self.switches += 1
+
+
+def _site(fn, total, work):
+    code = getattr(fn, "__code__", None)
+    key = (code if code is not None else type(fn), total, work)
+    site = _sites.get(key)
+    if site is None:
+        name = getattr(code, "co_qualname", None) or getattr(fn, "__qualname__", repr(fn))
+        with _lock:
+            site = _sites.setdefault(key, _Site(f"{name} [{total} x, work {work}]"))
+    return site
+
+
+def policy_report() -> list[dict]:
+    """The measured call sites: name, calls, chosen mode, median ms of each mode, switches."""
+    rows = []
+    for site in _sites.values():
+        rows.append(
+            {
+                "site": site.name,
+                "calls": site.calls,
+                "mode": site.mode or "probing",
+                "pool_ms": round(site.estimate("pool") * 1e3, 3),
+                "serial_ms": round(site.estimate("serial") * 1e3, 3),
+                "switches": site.switches,
+            }
+        )
+    return sorted(rows, key=lambda r: -r["calls"] * min(r["pool_ms"], r["serial_ms"]))
+
+
+def _mode(site) -> str:
+    policy = get_policy()
+    if policy != "auto":
+        return policy
+    return site.next_mode()
+
+
+def _run(total, work, fn, parts, collect):
+    """Run ``fn`` on ``parts`` in the mode the site (or the policy) picks; time it."""
+    site = _site(fn, total, work)
+    mode = _mode(site)
+    start = time.perf_counter()
+    if mode == "pool":
+        _set_blas_threads(1)
+        pool = _pool()
+        futures = [pool.submit(fn, *p) for p in parts[1:]]
+        first = fn(*parts[0])
+        results = [first] + [f.result() for f in futures]
+    else:
+        _set_blas_threads(get_num_threads())
+        results = [fn(*p) for p in parts]
+    if get_policy() == "auto":
+        site.record(mode, time.perf_counter() - start)
+    return results if collect else None
+
+
+def parallel_for(total: int, work: int, fn) -> None:
+    """Call ``fn(start, stop)`` on chunks of ``range(total)``, on several threads when ``work``
+    (elements touched) is large enough. Chunks must write disjoint outputs."""
+    threads = get_num_threads()
+    if threads == 1 or total < 2 or work < _state["min_work"]:
+        fn(0, total)
+        return
+    _run(total, work, fn, chunks(total, threads), collect=False)
+
+
+def parallel_map(total: int, work: int, fn) -> list:
+    """Like :func:`parallel_for` but returns the list of ``fn(start, stop)`` results in order.
+
+    The chunks depend only on ``total`` and the thread count, not on the mode, so sums of the
+    results come out the same in either mode."""
+    threads = get_num_threads()
+    if threads == 1 or total < 2 or work < _state["min_work"]:
+        return [fn(0, total)]
+    return _run(total, work, fn, chunks(total, threads), collect=True)
+
+
+def parallel_tasks(work: int, *tasks) -> list:
+    """Run independent zero-argument callables at the same time; return their results."""
+    if get_num_threads() == 1 or work < _state["min_work"] or len(tasks) < 2:
+        return [task() for task in tasks]
+
+    site = _site(tasks[0], len(tasks), work)
+    mode = _mode(site)
+    start = time.perf_counter()
+    if mode == "pool":
+        _set_blas_threads(1)
+        pool = _pool()
+        futures = [pool.submit(task) for task in tasks[1:]]
+        results = [tasks[0]()] + [f.result() for f in futures]
+    else:
+        _set_blas_threads(get_num_threads())
+        results = [task() for task in tasks]
+    if get_policy() == "auto":
+        site.record(mode, time.perf_counter() - start)
+    return results
 
 
 def chunks(total: int, parts: int) -> list[tuple[int, int]]:
@@ -77,52 +305,9 @@ def chunks(total: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
-def parallel_for(total: int, work: int, fn) -> None:
-    """Call ``fn(start, stop)`` on chunks of ``range(total)``, on several threads when ``work``
-    (elements touched) is large enough. Chunks must write disjoint outputs."""
-    threads = get_num_threads()
-    if threads == 1:
-        fn(0, total)
-        return
-    pool = _pool()  # also keeps BLAS to one thread, small ops included: same numbers every run
-    if total < 2 or work < _state["min_work"]:
-        fn(0, total)
-        return
-    parts = chunks(total, threads)
-    futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
-    fn(*parts[0])
-    for f in futures:
-        f.result()
-
-
-def parallel_map(total: int, work: int, fn) -> list:
-    """Like :func:`parallel_for` but returns the list of ``fn(start, stop)`` results in order."""
-    threads = get_num_threads()
-    if threads == 1:
-        return [fn(0, total)]
-    pool = _pool()
-    if total < 2 or work < _state["min_work"]:
-        return [fn(0, total)]
-    parts = chunks(total, threads)
-    futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
-    first = fn(*parts[0])
-    return [first] + [f.result() for f in futures]
-
-
-def parallel_tasks(work: int, *tasks) -> list:
-    """Run independent zero-argument callables at the same time; return their results."""
-    if get_num_threads() == 1:
-        return [task() for task in tasks]
-    pool = _pool()
-    if work < _state["min_work"] or len(tasks) < 2:
-        return [task() for task in tasks]
-    futures = [pool.submit(task) for task in tasks[1:]]
-    first = tasks[0]()
-    return [first] + [f.result() for f in futures]
-
-
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D arrays, the rows of ``a`` (or columns of ``b``) split over threads."""
+    """``a @ b`` for 2-D arrays: in pool mode the rows of ``a`` (or columns of ``b``) are split
+    over threads; in serial mode BLAS's own threads take the whole product."""
     import numpy as np
 
     n, k = a.shape
@@ -130,10 +315,36 @@ def matmul(a, b, out=None):
     if out is None:
         out = np.empty((n, m), dtype=np.result_type(a, b))
     work = n * k * m // 64
+    threads = get_num_threads()
+    if threads == 1 or work < _state["min_work"]:
+        np.matmul(a, b, out=out)
+        return out
     # row blocks of ``a`` write contiguous row blocks of ``out`` (BLAS-friendly); column blocks
     # of ``b`` only when ``a`` has too few rows to share
-    if n >= 16 * get_num_threads() or n >= m:
-        parallel_for(n, work, lambda s, e: np.matmul(a[s:e], b, out=out[s:e]))
-    else:
-        parallel_for(m, work, lambda s, e: np.matmul(a, b[:, s:e], out=out[:, s:e]))
+    rows = n >= 16 * threads or n >= m
+
+    def block(s, e):
+        if s == 0 and e == (n if rows else m):
+            np.matmul(a, b, out=out)
+        elif rows:
+            np.matmul(a[s:e], b, out=out[s:e])
+        else:
+            np.matmul(a, b[:, s:e], out=out[:, s:e])
+
+    site = _site(block, n if rows else m, work)
+    mode = _mode(site)
+    start = time.perf_counter()
+    if mode == "pool":
+        _set_blas_threads(1)
+        parts = chunks(n if rows else m, threads)
+        pool = _pool()
+        futures = [pool.submit(block, *p) for p in parts[1:]]
+        block(*parts[0])
+        for f in futures:
+            f.result()
+    else:  # one product in BLAS's threads (same numbers: BLAS splits rows/columns too)
+        _set_blas_threads(threads)
+        block(0, n if rows else m)
+    if get_policy() == "auto":
+        site.record(mode, time.perf_counter() - start)
     return out

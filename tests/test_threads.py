@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -136,3 +139,91 @@ def test_threaded_adam_is_bit_identical_to_one_thread(many_threads, torch):
         topt.step()
     for a, t in zip(threaded, tparams):
         np.testing.assert_allclose(a, t.detach().numpy(), atol=1e-10)
+
+
+def _train_steps(policy, steps=4):
+    """A few SGD steps of a small CNN + MLP head under ``policy``; returns the final weights."""
+    from nnparts import nn
+
+    threads.set_num_threads(2)
+    threads.set_policy(policy)
+    threads.set_min_work(0)
+    try:
+        net = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1, rng=0),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, stride=2, padding=1, rng=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(8 * 4 * 4, 64, rng=2),
+            nn.ReLU(),
+            nn.Linear(64, 10, rng=3),
+        )
+        rng = np.random.default_rng(4)
+        for _ in range(steps):
+            x = rng.standard_normal((40, 1, 16, 16)).astype(np.float32)
+            y = rng.integers(0, 10, 40)
+            for p in net.parameters():
+                p.grad = None
+            F.cross_entropy(net(nnparts.Tensor(x)), y).backward()
+            for p in net.parameters():
+                p.data -= 0.1 * p.grad
+        return [p.data.copy() for p in net.parameters()], threads.policy_report()
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_policy("auto")
+        threads.set_num_threads(threads._default_threads())
+
+
+def test_pool_and_serial_modes_give_the_same_numbers_bit_for_bit():
+    """The auto policy may switch any op between the modes at any call: it must not change the
+    numbers (same chunks, combined in the same order; BLAS splits its work by rows/columns)."""
+    pool, _ = _train_steps("pool")
+    serial, _ = _train_steps("serial")
+    auto, report = _train_steps("auto", steps=12)
+    auto_pool, _ = _train_steps("pool", steps=12)
+    for a, b in zip(pool, serial):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(auto, auto_pool):
+        np.testing.assert_array_equal(a, b)
+    assert report, "the auto policy measured no call site"
+
+
+def test_auto_policy_measures_each_site_and_keeps_the_faster_mode():
+    threads.set_num_threads(2)
+    threads.set_policy("auto")
+    try:
+
+        def parallel_site(s, e):  # chunks that overlap in time: the pool halves the wall time
+            time.sleep(0.003)
+
+        def pool_hurts_site(s, e):  # a pool thread is slow to start here: serial wins
+            time.sleep(0.008 if threading.current_thread().name.startswith("nnparts") else 0.001)
+
+        for _ in range(40):
+            threads.parallel_for(4, 1 << 30, parallel_site)
+            threads.parallel_for(4, 1 << 30, pool_hurts_site)
+        rows = {r["site"].split(".")[-1].split(" ")[0]: r for r in threads.policy_report()}
+        assert rows["parallel_site"]["mode"] == "pool", rows
+        assert rows["parallel_site"]["serial_ms"] > 1.5 * rows["parallel_site"]["pool_ms"]
+        assert rows["pool_hurts_site"]["mode"] == "serial", rows
+        assert rows["pool_hurts_site"]["calls"] == 40
+    finally:
+        threads.set_num_threads(threads._default_threads())
+
+
+def test_thread_policy_names_are_checked(monkeypatch):
+    with pytest.raises(ValueError, match="unknown thread policy 'fast'.*auto, pool, serial"):
+        threads.set_policy("fast")
+    monkeypatch.setenv("NNPARTS_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="NUM_THREADS must be a positive integer, got 'two'"):
+        threads._default_threads()
+    monkeypatch.setenv("NNPARTS_THREAD_POLICY", "turbo")
+    threads._state["policy"] = None
+    try:
+        with pytest.raises(ValueError, match="NNPARTS_THREAD_POLICY must be one of"):
+            threads.get_policy()
+    finally:
+        threads._state["policy"] = "auto"

@@ -1,0 +1,156 @@
+"""Where a training step's time goes, op by op (nnparts only).
+
+Every differentiable op of nnparts is a :class:`nnparts.tensor.Function` subclass; this script
+wraps each one's ``forward`` and ``backward`` with a wall clock, trains a benchmark network for a
+number of steps and prints, per op, the milliseconds it took per step (forward and backward
+apart), its share of the step, and what is left over: the optimizer step, and the rest — Python
+overhead of the tape, module calls and the loop, outside any op.
+
+The ops run on the thread pool of :mod:`nnparts.threads` inside their forward/backward, so the
+wall clock of an op includes its parallel part. Run it under each threading policy to see what
+changes (``--policy default|pool-off|blas1``, see ``benchmarks/_bench.py``).
+
+    python benchmarks/profile_ops.py --model cnn
+    python benchmarks/profile_ops.py --model resnet --steps 40 --policy pool-off
+    python benchmarks/profile_ops.py --model mlp_bn
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _all_functions():
+    from nnparts.tensor import Function
+
+    seen, todo = [], [Function]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.append(sub)
+                todo.append(sub)
+    return seen
+
+
+def instrument(totals: dict):
+    """Wrap forward/backward of every Function subclass; return a function that undoes it."""
+    undo = []
+    for cls in _all_functions():
+        for kind in ("forward", "backward"):
+            if kind not in cls.__dict__:
+                continue
+            original = cls.__dict__[kind]
+            fn = original.__func__ if isinstance(original, staticmethod) else original
+            key = (cls.__name__, kind)
+
+            def timed(*args, _fn=fn, _key=key, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _fn(*args, **kwargs)
+                finally:
+                    totals[_key] += time.perf_counter() - start
+
+            setattr(cls, kind, staticmethod(timed))
+            undo.append((cls, kind, original))
+
+    def restore():
+        for cls, kind, original in undo:
+            setattr(cls, kind, original)
+
+    return restore
+
+
+def build(model: str):
+    from nnparts import nn
+
+    if model == "cnn" or model == "resnet":
+        import bench_cnn
+
+        net = bench_cnn.build_nnparts(model)
+        shape = (1, 28, 28)
+    elif model in ("mlp", "mlp_bn"):
+        layers, width = [], 784
+        for _ in range(3):
+            layers.append(nn.Linear(width, 512, rng=len(layers)))
+            if model == "mlp_bn":
+                layers.append(nn.BatchNorm1d(512))
+            layers.append(nn.ReLU())
+            width = 512
+        layers.append(nn.Linear(width, 10, rng=99))
+        net = nn.Sequential(*layers)
+        shape = (784,)
+    else:
+        raise SystemExit(f"unknown model {model!r}; choose cnn, resnet, mlp or mlp_bn")
+    return net, shape
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cnn", help="cnn | resnet | mlp | mlp_bn")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
+    args = ap.parse_args(argv)
+    _bench.apply_policy(args.policy)
+
+    import nnparts.functional as F
+    from nnparts.tensor import Tensor
+
+    net, shape = build(args.model)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch_size, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, args.batch_size)
+    params = list(net.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = F.cross_entropy(net(Tensor(x)), y)
+        loss.backward()
+        t0 = time.perf_counter()
+        for p in params:
+            p.data -= 0.01 * p.grad
+        return time.perf_counter() - t0
+
+    for _ in range(5):  # warm-up: workspaces, thread pool, BLAS buffers
+        step()
+    totals = collections.defaultdict(float)
+    restore = instrument(totals)
+    try:
+        opt = 0.0
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            opt += step()
+        wall = time.perf_counter() - start
+    finally:
+        restore()
+
+    print(_bench.header())
+    print(f"[{args.model}] batch {args.batch_size}, {args.steps} steps, policy {args.policy}")
+    per = 1000.0 / args.steps
+    step_ms = wall * per
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])
+    print(f"{'op':<28}{'pass':<10}{'ms/step':>9}{'share':>8}")
+    for (name, kind), seconds in rows:
+        if seconds * per < 0.05:
+            continue
+        print(f"{name:<28}{kind:<10}{seconds * per:>9.2f}{seconds / wall:>8.1%}")
+    in_ops = sum(totals.values())
+    print(f"{'optimizer (p -= lr*g)':<38}{opt * per:>9.2f}{opt / wall:>8.1%}")
+    rest = wall - in_ops - opt
+    print(f"{'outside ops (Python, tape)':<38}{rest * per:>9.2f}{rest / wall:>8.1%}")
+    print(f"{'step':<38}{step_ms:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
