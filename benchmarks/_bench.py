@@ -14,18 +14,30 @@
   - ``blas1``: nnparts' pool off and BLAS at one thread (one core in all).
 
 * :class:`BusyCore` runs a process that keeps one core busy (a spinning loop) while it is
-  open: users' machines are rarely idle.
+  open: users' machines are rarely idle. :data:`LOADS` names the two conditions, ``idle`` and
+  ``busy`` (the measurements inside ``with BusyCore():``).
+* :func:`interleave` times nnparts and PyTorch under every (load, policy): per load, rounds in
+  which each policy in turn gets a block of nnparts steps and a block of torch steps;
+  :func:`summarize` turns the step times into medians, ratios and the verdict "is the default
+  within 5% of the best policy", :func:`format_summary` into a table, :func:`write_json` into a
+  file. :func:`add_arguments` and :func:`parse_settings` give every script the same
+  ``--policies``, ``--load``, ``--rounds``, ``--block`` and ``--json`` options.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import platform
 import statistics
+import tempfile
+import time
 
 POLICIES = ("default", "pool", "pool-off", "blas1")
+LOADS = ("idle", "busy")
+TOLERANCE_PCT = 5.0  # the default policy must be within this of the best policy
 
 
 def cpu_model() -> str:
@@ -88,31 +100,50 @@ def header() -> str:
 
 
 _blas_limit = {"ctx": None}
+_auto_sites: dict = {}  # the default policy's per-site measurements while another policy runs
 
 
 def apply_policy(policy: str) -> None:
-    """Switch nnparts (and NumPy's BLAS) to ``policy``, in this process, at once."""
+    """Switch nnparts (and NumPy's BLAS) to ``policy``, in this process, at once.
+
+    Switching clears the call-site measurements of nnparts' ``"auto"`` policy; they are kept
+    aside while another policy runs and put back when ``default`` returns, so that interleaving
+    policies does not make the default re-measure every site in every block (which a real run,
+    with one policy throughout, never does). :func:`forget_default_measurements` drops them.
+    """
     import nnparts
     from nnparts import threads
 
     if policy not in POLICIES:
         raise SystemExit(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    sites = getattr(threads, "_sites", None)  # private: tolerate its absence
+    if sites is not None and threads.get_policy() == "auto" and threads.get_num_threads() > 1:
+        _auto_sites.clear()
+        _auto_sites.update(sites)
     if _blas_limit["ctx"] is not None:
         _blas_limit["ctx"].restore_original_limits()
         _blas_limit["ctx"] = None
     cores = threads._default_threads()
-    if policy == "default":
-        threads.set_policy("auto")
-        nnparts.set_num_threads(cores)
-    elif policy == "pool":
-        threads.set_policy("pool")
-        nnparts.set_num_threads(cores)
+    if policy in ("default", "pool"):
+        threads.set_policy("auto" if policy == "default" else "pool")
+        if threads.get_num_threads() != cores:  # keeps the pool's threads alive otherwise
+            nnparts.set_num_threads(cores)
+        if policy == "default" and sites is not None:
+            sites.update(_auto_sites)
     else:
         nnparts.set_num_threads(1)
         if policy == "blas1":
             from threadpoolctl import threadpool_limits
 
             _blas_limit["ctx"] = threadpool_limits(1, user_api="blas")
+
+
+def forget_default_measurements() -> None:
+    """Make the next ``apply_policy("default")`` start measuring its call sites afresh."""
+    from nnparts import threads
+
+    _auto_sites.clear()
+    threads.set_policy(threads.get_policy())  # clears the live measurements too
 
 
 def median(values) -> float:
@@ -149,3 +180,178 @@ class BusyCore(contextlib.AbstractContextManager):
                 self.proc.terminate()
             self.proc = None
         return False
+
+
+# -- interleaved measurement -----------------------------------------------------------------------
+def add_arguments(parser, rounds: int, block: int) -> None:
+    """The options every benchmark shares: which policies and loads, how many rounds, JSON."""
+    parser.add_argument(
+        "--policies", default=",".join(POLICIES),
+        help=f"comma list of nnparts threading policies to compare ({', '.join(POLICIES)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--load", default=",".join(LOADS),
+        help="comma list: idle (nothing else running), busy (one core kept busy meanwhile)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=rounds,
+        help="rounds per load; in each, every policy times one block of each library",
+    )  # fmt: skip
+    parser.add_argument("--block", type=int, default=block, help="steps per timed block")
+    parser.add_argument("--json", metavar="PATH", help="also write the medians and ratios here")
+
+
+def _choices(parser, text: str, choices, what: str) -> list:
+    chosen = [c.strip() for c in text.split(",") if c.strip()]
+    for c in chosen:
+        if c not in choices:
+            parser.error(f"unknown {what} {c!r}; choose from {', '.join(choices)}")
+    if not chosen:
+        parser.error(f"no {what} given; choose from {', '.join(choices)}")
+    return chosen
+
+
+def parse_settings(parser, args) -> tuple[list, list]:
+    """``(policies, loads)`` from ``--policies`` and ``--load``; bad names end the script."""
+    if args.rounds < 1 or args.block < 1:
+        parser.error(f"--rounds and --block must be >= 1, got {args.rounds} and {args.block}")
+    policies = _choices(parser, args.policies, POLICIES, "policy")
+    loads = _choices(parser, args.load, LOADS, "load")
+    return policies, loads
+
+
+def time_block(step, ks) -> list:
+    """Seconds of each ``step(k)`` for ``k`` in ``ks``."""
+    times = []
+    for k in ks:
+        start = time.perf_counter()
+        step(k)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _load_average() -> str:
+    """The 1-minute load average, ``"?"`` where unknown: an "idle" phase on a machine that
+    other people use may not be idle."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "?"
+
+
+def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) -> dict:
+    """Step times of each library of ``steps`` (``{"nnparts": step, "torch": step}``, each
+    ``step(k)`` one training step on batch ``k``) under every load and policy.
+
+    For each load (``busy``: inside one :class:`BusyCore`), after one untimed block per policy
+    (the default policy measures its call sites then, threads and buffers start), ``rounds``
+    rounds run; in each, every policy in turn is applied and times a block of ``block`` steps of
+    each library, on the same batches. The policies' order rotates from round to round and
+    which library goes first alternates, so that slow phases of a shared machine hit all
+    settings alike, while each library still runs several steps in a row (alternating every
+    step would let one library's idle threads, which spin after each parallel region, steal
+    CPU from the other). PyTorch keeps its threads throughout: its blocks in every slot are the
+    same reference, measured each time so that drift hits both sides of a ratio.
+
+    Returns ``{load: {policy: {library: [seconds, ...]}}}``; nnparts is left on ``default``.
+    """
+    libraries = list(steps)
+    times = {load: {p: {lib: [] for lib in libraries} for p in policies} for load in loads}
+    k = 0
+    for load in loads:
+        start, load_average = time.perf_counter(), _load_average()
+        with BusyCore(load == "busy"):
+            forget_default_measurements()
+            for policy in policies:  # warm-up
+                apply_policy(policy)
+                for lib in libraries:
+                    time_block(steps[lib], range(k, k + block))
+                k += block
+            for r in range(rounds):
+                order = policies[r % len(policies) :] + policies[: r % len(policies)]
+                for policy in order:
+                    apply_policy(policy)
+                    for lib in libraries if r % 2 == 0 else libraries[::-1]:
+                        times[load][policy][lib] += time_block(steps[lib], range(k, k + block))
+                    k += block
+        if log is not None:
+            log(f"  {load}: {rounds} rounds x {len(policies)} policies x {block} steps per "
+                f"library in {time.perf_counter() - start:.0f} s (load average before: "
+                f"{load_average})")  # fmt: skip
+    apply_policy("default")
+    return times
+
+
+def summarize(times: dict, ours: str = "nnparts", theirs: str = "torch") -> dict:
+    """Medians (ms), ratios and, per load, how far the default policy is from the best one.
+
+    The policies are compared by their ratio ``ours / theirs`` (torch measured in the same
+    slots, so a slow phase that hit both cancels out); ``gap_pct`` is
+    ``100 * (ratio(default) / ratio(best) - 1)``, ``ok`` whether it is within
+    :data:`TOLERANCE_PCT`. The same comparison by nnparts' median alone is given too
+    (``best_by_nnparts_ms``, ``gap_pct_by_nnparts_ms``): where torch's own times jump between
+    slots (its threads spin-wait when other processes take the cores) the two can differ.
+    """
+    out = {"cells": {}, "verdict": {}}
+    for load, by_policy in times.items():
+        cells = {}
+        for policy, t in by_policy.items():
+            m_ours, m_theirs = median(t[ours]), median(t[theirs])
+            cells[policy] = {
+                f"{ours}_ms": m_ours * 1e3,
+                f"{theirs}_ms": m_theirs * 1e3,
+                "ratio": m_ours / m_theirs,
+                "steps": len(t[ours]),
+            }
+        out["cells"][load] = cells
+        if "default" in cells:
+            verdict = _gap(cells, "ratio")
+            verdict["ok"] = verdict["gap_pct"] <= TOLERANCE_PCT
+            alone = _gap(cells, f"{ours}_ms")
+            verdict[f"best_by_{ours}_ms"] = alone["best"]
+            verdict[f"gap_pct_by_{ours}_ms"] = alone["gap_pct"]
+            out["verdict"][load] = verdict
+    return out
+
+
+def _gap(cells: dict, key: str) -> dict:
+    """The policy with the lowest ``key`` and how far (%) the default is above it."""
+    best = min(cells, key=lambda p: cells[p][key])
+    return {"best": best, "gap_pct": 100.0 * (cells["default"][key] / cells[best][key] - 1.0)}
+
+
+def format_summary(summary: dict, ours: str = "nnparts", theirs: str = "torch") -> list:
+    """The summary as lines: a table load x policy, then one verdict line per load."""
+    lines = [f"  {'load':<5} {'policy':<9} {ours + ' ms':>11} {theirs + ' ms':>9} {'ratio':>6}"]
+    for load, cells in summary["cells"].items():
+        for policy, c in cells.items():
+            lines.append(
+                f"  {load:<5} {policy:<9} {c[ours + '_ms']:>11.2f} {c[theirs + '_ms']:>9.2f} "
+                f"{c['ratio']:>6.2f}"
+            )
+    for load in summary["cells"]:
+        v = summary["verdict"].get(load)
+        if v is None:
+            lines.append(f"  {load}: default policy not measured, no verdict")
+        else:
+            lines.append(
+                f"  {load}: default is {v['gap_pct']:.1f}% from the best policy "
+                f"(best: {v['best']}) {'OK' if v['ok'] else 'MISS'}; by {ours} ms alone: "
+                f"{v[f'gap_pct_by_{ours}_ms']:.1f}% (best: {v[f'best_by_{ours}_ms']})"
+            )
+    return lines
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

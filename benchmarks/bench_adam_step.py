@@ -1,21 +1,39 @@
-"""Micro-benchmark: one Adam step on a ~1M-parameter MLP, nnparts vs torch.optim.Adam.
+"""Micro-benchmark: one Adam step on a ~1M-parameter MLP, nnparts vs torch.optim.Adam, under
+each of nnparts' threading policies, on an idle machine and with one core busy.
 
 Both optimizers update float32 parameters of the same shapes with the same preset gradients,
-in the same process (torch with its default thread count). Each step is timed on its own and
-the median over many steps is reported, interleaving the two in blocks so that load from
-other processes hits both alike. Run by hand:
+in the same process (torch with its default thread count, or ``--torch-threads``); after 10
+warm-up steps of each the parameters are compared. The output starts with the machine
+(``_bench.header()``: CPU, cores, AVX2/AVX-512, BLAS and its kernel, versions).
 
-    python benchmarks/bench_adam_step.py [--steps 300] [--amsgrad] [--weight-decay 0.01]
-        [--torch-threads 1]
+Policies (``--policies``, see ``benchmarks/_bench.py``): ``default`` (nnparts' ``auto``, which
+measures each call site), ``pool`` (nnparts' thread pool, BLAS at one thread), ``pool-off``
+(plain NumPy, BLAS's own threads), ``blas1`` (plain NumPy, BLAS at one thread). Loads
+(``--load``): ``idle``, and ``busy``, a process spinning on one core meanwhile.
+
+Interleaving: each step is timed on its own. Per load, after one untimed warm-up block per
+policy, ``--rounds`` rounds run; in each, every policy in turn times a block of ``--block``
+nnparts steps and a block of torch steps (the policies' order rotates, which library goes
+first alternates), so that load from other processes hits every setting alike. A table gives,
+per load and policy, the median step of each and the ratio nnparts / torch (target: <= 1.20),
+then per load how far the default's ratio is from the best policy's (the requirement: within
+5%, ``OK`` or ``MISS``). Run by hand:
+
+    python benchmarks/bench_adam_step.py [--rounds 8] [--block 25] [--amsgrad]
+        [--weight-decay 0.01] [--torch-threads 1] [--policies default,pool] [--load idle]
+        [--json adam.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def build_model(rng):
@@ -26,19 +44,8 @@ def build_model(rng):
     )
 
 
-def time_steps(step, n):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="timed steps per optimizer")
-    parser.add_argument("--block", type=int, default=25, help="steps per interleaved block")
     parser.add_argument("--amsgrad", action="store_true")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument(
@@ -48,7 +55,9 @@ def main(argv=None):
         help="torch.set_num_threads(N) (default: torch's own default); on a "
         "busy machine torch's default threads can spin-wait, 1 is steadier",
     )
+    _bench.add_arguments(parser, rounds=8, block=25)
     args = parser.parse_args(argv)
+    policies, loads = _bench.parse_settings(parser, args)
 
     import torch
 
@@ -56,6 +65,8 @@ def main(argv=None):
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    header = _bench.header()
+    print(header)
 
     rng = np.random.default_rng(0)
     model = build_model(rng)
@@ -78,35 +89,24 @@ def main(argv=None):
     for _ in range(10):  # warm up: state allocation, scratch buffers, caches
         ours.step()
         torch_step()
-
-    # same updates: compare after the warm-up steps (the timed loop runs torch more often)
+    # same updates: compare after the warm-up steps (the timed steps change both further)
     diff = max(float(np.max(np.abs(p.data - t.detach().numpy()))) for p, t in zip(params, theirs))
-    default_threads = torch.get_num_threads()
-    t_ours, t_torch, t_torch1 = [], [], []
-    done = 0
-    while done < args.steps:
-        n = min(args.block, args.steps - done)
-        t_ours += time_steps(ours.step, n)
-        t_torch += time_steps(torch_step, n)
-        if not args.torch_threads and default_threads > 1:  # also torch on one thread
-            torch.set_num_threads(1)
-            t_torch1 += time_steps(torch_step, n)
-            torch.set_num_threads(default_threads)
-        done += n
 
-    m_ours, m_torch = statistics.median(t_ours), statistics.median(t_torch)
     print(
-        f"model: {n_params:,} float32 parameters in {len(params)} arrays; "
-        f"torch {torch.__version__} with {default_threads} threads"
+        f"model: {n_params:,} float32 parameters in {len(params)} arrays; per load "
+        f"{args.rounds} rounds x blocks of {args.block} steps per policy and library",
+        flush=True,
     )
-    print(f"nnparts Adam step: median {m_ours * 1e3:.3f} ms")
-    print(f"torch   Adam step: median {m_torch * 1e3:.3f} ms ({default_threads} threads)")
-    print(f"ratio nnparts/torch: {m_ours / m_torch:.2f}  (target <= 1.20)")
-    if t_torch1:
-        m_torch1 = statistics.median(t_torch1)
-        print(f"torch   Adam step: median {m_torch1 * 1e3:.3f} ms (1 thread)")
-        print(f"ratio nnparts/torch(1 thread): {m_ours / m_torch1:.2f}")
+    steps = {"nnparts": lambda k: ours.step(), "torch": lambda k: torch_step()}
+    times = _bench.interleave(steps, policies, loads, args.rounds, args.block, log=print)
+    summary = _bench.summarize(times)
+    print("\n".join(_bench.format_summary(summary)))
     print(f"max |param difference| after 10 identical warm-up steps: {diff:.2e}")
+    if args.json:
+        report = {"header": header, "settings": vars(args), "max_param_diff": diff}
+        report["adam_step"] = summary
+        _bench.write_json(args.json, report)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

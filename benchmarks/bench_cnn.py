@@ -1,6 +1,7 @@
-"""One CNN training epoch, nnparts vs PyTorch (CPU), same process, same weights.
+"""One CNN training epoch, nnparts vs PyTorch (CPU), same process, same weights, under each of
+nnparts' threading policies, on an idle machine and with one core busy.
 
-Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 classes), batch
+Three networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 classes), batch
 128, softmax cross-entropy, plain SGD written inline (``p.data -= lr * p.grad``) on both sides:
 
 * ``cnn`` (issue 6's config): 2 x (conv 3x3 pad 1 -> BatchNorm2d -> ReLU -> max-pool 2)
@@ -11,22 +12,36 @@ Two networks on random data of Fashion-MNIST's shape ((1, 28, 28) float32, 10 cl
   channels, one pre-activation block per stage at 32, 64 and 128 channels (the later two halve
   the size, with a 1x1 strided shortcut), BN-ReLU, global average pooling, dense 10.
 
-Each training step is timed; the two libraries alternate in blocks of 10 steps (after a
-warm-up) so slow phases of a shared machine hit both alike. The epoch time is the median step
-time x 469 steps (60000 samples), printed with the plain sum of the steps scaled to
-60000 samples and the ratio nnparts / PyTorch (issue 7's target: <= 1.5).
+The output starts with the machine (``_bench.header()``: CPU, cores, AVX2/AVX-512, BLAS and its
+kernel, versions).
 
-Peak memory: each library trains one epoch in its own subprocess, which reports its peak
-resident set size during the epoch minus its RSS before it (after imports, data and model
-creation): the kernel's peak mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before
-the epoch and read after it (falling back to ``ru_maxrss`` off Linux; ``ru_maxrss`` alone is
-polluted by the parent's peak across fork+exec). tracemalloc is not used: it misses BLAS and
-torch buffers.
+Policies (``--policies``, see ``benchmarks/_bench.py``): ``default`` (nnparts' ``auto``, which
+measures each call site), ``pool`` (nnparts' thread pool, BLAS at one thread), ``pool-off``
+(plain NumPy, BLAS's own threads), ``blas1`` (plain NumPy, BLAS at one thread). Loads
+(``--load``): ``idle``, and ``busy``, a process spinning on one core meanwhile. PyTorch keeps
+its default threads throughout.
 
-    python benchmarks/bench_cnn.py                       # both models, timing + memory
-    python benchmarks/bench_cnn.py --models cnn --epochs 5
-    python benchmarks/bench_cnn.py --models resnet --epochs 1
-    python benchmarks/bench_cnn.py --no-memory --samples 60000
+Interleaving: each training step is timed. Per load, after one untimed warm-up block per
+policy, ``--rounds`` rounds run; in each, every policy in turn times a block of ``--block``
+nnparts steps and a block of torch steps on the same batches (the policies' order rotates, which
+library goes first alternates), so slow phases of a shared machine hit every setting alike.
+Per model a table gives, per load and policy, the median step of each library and the ratio
+nnparts / PyTorch (issue 7's target: <= 1.5), then per load how far the default's ratio is from
+the best policy's (the requirement: within 5%, ``OK`` or ``MISS``), and the epoch time under the
+default policy: the median step time x 469 steps (60000 samples), with the plain sum of the
+steps scaled to 60000 samples.
+
+Peak memory (under the default policy): each library trains one epoch in its own subprocess,
+which reports its peak resident set size during the epoch minus its RSS before it (after
+imports, data and model creation): the kernel's peak mark ``VmHWM`` is reset through
+``/proc/self/clear_refs`` before the epoch and read after it (falling back to ``ru_maxrss`` off
+Linux; ``ru_maxrss`` alone is polluted by the parent's peak across fork+exec). tracemalloc is not
+used: it misses BLAS and torch buffers.
+
+    python benchmarks/bench_cnn.py                       # cnn and simple, timing + memory
+    python benchmarks/bench_cnn.py --models cnn --rounds 8 --json cnn.json
+    python benchmarks/bench_cnn.py --models resnet --policies default,pool --load idle
+    python benchmarks/bench_cnn.py --no-memory --samples 1280 --rounds 2
 """
 
 from __future__ import annotations
@@ -35,12 +50,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench  # noqa: E402
+import numpy as np  # noqa: E402
 
 LR = 0.01
 
@@ -211,25 +227,6 @@ def epoch_of(step, samples, batch):
     return epoch
 
 
-def time_steps(ours, theirs, samples, batch, epochs, block=10):
-    """Per-step times of both libraries. They alternate in blocks of ``block`` steps (which
-    library goes first alternates too), so that slow phases of a shared machine hit both alike,
-    while each library still runs several steps in a row: alternating every single step would
-    let the idle thread pool of one library (OpenMP and OpenBLAS threads spin after each
-    parallel region) steal CPU from the other. Returns two lists of seconds."""
-    t_ours, t_theirs = [], []
-    starts = list(range(0, samples - batch + 1, batch)) * epochs
-    for b, first in enumerate(range(0, len(starts), block)):
-        chunk = starts[first : first + block]
-        pair = ((ours, t_ours), (theirs, t_theirs))
-        for step, times in pair if b % 2 == 0 else pair[::-1]:
-            for i in chunk:
-                start = time.perf_counter()
-                step(i)
-                times.append(time.perf_counter() - start)
-    return t_ours, t_theirs
-
-
 def _proc_status_mib(field: str) -> float | None:
     try:
         with open("/proc/self/status") as f:
@@ -264,6 +261,7 @@ def peak_rss_mib() -> float:
 
 def memory_child(library, model, samples, batch):
     """Run in a subprocess: train one epoch and print the peak-RSS growth as JSON."""
+    _bench.apply_policy("default")
     x, y = make_data(samples)
     net_np = build_nnparts(model)
     if library == "nnparts":
@@ -285,19 +283,30 @@ def measure_memory(library, model, samples, batch):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def epoch_line(times, load, batch):
+    """The epoch time of both libraries from their step ``times`` (a dict of lists)."""
+    steps_per_epoch = -(-60000 // batch)
+    medians = [_bench.median(times[lib]) * steps_per_epoch for lib in ("nnparts", "torch")]
+    sums = [sum(times[lib]) * 60000 / (len(times[lib]) * batch) for lib in ("nnparts", "torch")]
+    return (
+        f"  epoch ({steps_per_epoch} steps) under default, {load}: nnparts {medians[0]:.1f} s, "
+        f"pytorch {medians[1]:.1f} s (sums of steps scaled to 60000 samples: {sums[0]:.1f} s, "
+        f"{sums[1]:.1f} s)"
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn,simple", help="comma list of cnn, simple, resnet")
-    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--samples", type=int, default=10000, help="data set size (steps cycle)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library")
     parser.add_argument(
         "--threads", type=int, default=0,
-        help="limit both libraries to this many threads (torch.set_num_threads and OpenBLAS via "
-        "threadpoolctl); 0 keeps the defaults. 1 gives steadier numbers on a shared machine",
+        help="torch.set_num_threads (0: torch's default); nnparts' threads follow --policies",
     )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess runs")
     parser.add_argument("--memory-child", choices=["nnparts", "torch"], help=argparse.SUPPRESS)
+    _bench.add_arguments(parser, rounds=6, block=10)
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
@@ -306,44 +315,50 @@ def main(argv=None):
     if args.memory_child:
         memory_child(args.memory_child, models[0], args.samples, args.batch)
         return
+    policies, loads = _bench.parse_settings(parser, args)
+    if args.samples < args.batch:
+        parser.error(f"--samples ({args.samples}) must be at least one batch ({args.batch})")
 
     import torch
 
     if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
         torch.set_num_threads(args.threads)
+    header = _bench.header()
+    print(header)
     x, y = make_data(args.samples)
     print(
-        f"{args.samples} samples (times scaled to a 60000-sample epoch), batch {args.batch}, "
-        f"float32, SGD lr {LR}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"numpy {np.__version__}, {os.cpu_count()} CPUs"
+        f"{args.samples} samples, batch {args.batch}, float32, SGD lr {LR}; per load "
+        f"{args.rounds} rounds x blocks of {args.block} steps per policy and library"
     )
-    steps_per_epoch = -(-60000 // args.batch)
+    batches = args.samples // args.batch
+    report = {"header": header, "settings": vars(args), "models": {}}
     for model in models:
         ours, net = nnparts_epoch_fn(model, x, y, args.batch)
         theirs = torch_epoch_fn(model, x, y, args.batch, nnparts_weights(net))
-        for i in range(0, 4 * args.batch, args.batch):  # warm-up
-            ours(i)
-            theirs(i)
-        t_ours, t_theirs = time_steps(ours, theirs, args.samples, args.batch, args.epochs)
-        m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
-        print(f"[{model}] {net.num_parameters()} parameters, {len(t_ours)} timed steps each")
-        for name, m, t in (("nnparts", m_ours, t_ours), ("pytorch", m_theirs, t_theirs)):
-            print(
-                f"  {name}: median step {m * 1e3:.1f} ms -> epoch {m * steps_per_epoch:.1f} s "
-                f"(sum of steps scaled: {sum(t) * 60000 / (args.samples * args.epochs):.1f} s)"
-            )
-        print(f"  ratio nnparts/pytorch: {m_ours / m_theirs:.2f}")
+        steps = {
+            "nnparts": lambda k, step=ours: step(k % batches * args.batch),
+            "torch": lambda k, step=theirs: step(k % batches * args.batch),
+        }
+        print(f"[{model}] {net.num_parameters()} parameters", flush=True)
+        times = _bench.interleave(steps, policies, loads, args.rounds, args.block, log=print)
+        summary = _bench.summarize(times)
+        print("\n".join(_bench.format_summary(summary)))
+        if "default" in policies:
+            for load in loads:
+                print(epoch_line(times[load]["default"], load, args.batch))
         if not args.no_memory:
             mem = {lib: measure_memory(lib, model, args.samples, args.batch)
                    for lib in ("nnparts", "torch")}  # fmt: skip
+            summary["peak_rss_growth_mib"] = {k: v["peak_growth_mib"] for k, v in mem.items()}
             print(
-                "  peak RSS growth during one epoch (own subprocess, VmHWM): "
+                "  peak RSS growth during one epoch (own subprocess, VmHWM, default policy): "
                 f"nnparts {mem['nnparts']['peak_growth_mib']:.0f} MiB, "
                 f"pytorch {mem['torch']['peak_growth_mib']:.0f} MiB"
             )
+        report["models"][model] = summary
+    if args.json:
+        _bench.write_json(args.json, report)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

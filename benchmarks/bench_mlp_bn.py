@@ -1,21 +1,42 @@
-"""One training epoch of an MLP 784-512-BN-ReLU-512-BN-ReLU-10, nnparts vs PyTorch, same process.
+"""One training epoch of an MLP 784-512-BN-ReLU-512-BN-ReLU-10, nnparts vs PyTorch, same
+process, under each of nnparts' threading policies, on an idle machine and with one core busy.
 
-Random data of Fashion-MNIST's shape (60000 x 784 float32), batch 128, softmax cross-entropy,
-plain SGD (lr 0.01) written inline as ``p.data -= lr * p.grad`` in both libraries. Both start
-from the same weights. Prints the median epoch time of each (of ``--epochs`` timed epochs after
-one warm-up epoch) and the ratio nnparts / PyTorch.
+Random data of Fashion-MNIST's shape (``--samples`` x 784 float32), batch 128, softmax
+cross-entropy, plain SGD (lr 0.01) written inline as ``p.data -= lr * p.grad`` in both
+libraries. Both start from the same weights; the loss of the first step of each is printed as a
+check. The output starts with the machine (``_bench.header()``: CPU, cores, AVX2/AVX-512, BLAS
+and its kernel, versions).
+
+Policies (``--policies``, see ``benchmarks/_bench.py``): ``default`` (nnparts' ``auto``, which
+measures each call site), ``pool`` (nnparts' thread pool, BLAS at one thread), ``pool-off``
+(plain NumPy, BLAS's own threads), ``blas1`` (plain NumPy, BLAS at one thread). Loads
+(``--load``): ``idle``, and ``busy``, a process spinning on one core meanwhile. PyTorch keeps
+its default threads throughout (or ``--threads``).
+
+Interleaving: each training step is timed. Per load, after one untimed warm-up block per
+policy, ``--rounds`` rounds run; in each, every policy in turn times a block of ``--block``
+nnparts steps and a block of torch steps on the same batches (the policies' order rotates, which
+library goes first alternates), so slow phases of a shared machine hit every setting alike.
+A table gives, per load and policy, the median step of each library and the ratio
+nnparts / PyTorch, then per load how far the default's ratio is from the best policy's (the
+requirement: within 5%, ``OK`` or ``MISS``), and the epoch time under the default policy: the
+median step x the steps of one pass over the data.
 
     python benchmarks/bench_mlp_bn.py
-    python benchmarks/bench_mlp_bn.py --epochs 3 --samples 60000 --threads 1
+    python benchmarks/bench_mlp_bn.py --rounds 8 --json mlp_bn.json
+    python benchmarks/bench_mlp_bn.py --samples 6400 --rounds 2 --load idle
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench  # noqa: E402
+import numpy as np  # noqa: E402
 
 LR = 0.01
 
@@ -38,7 +59,8 @@ def make_weights(seed=1):
     return weights
 
 
-def nnparts_epoch_fn(x, y, weights, batch):
+def nnparts_step_fn(x, y, weights, batch):
+    """``step(i)``: one training step of nnparts on the batch starting at sample ``i``."""
     import nnparts
     from nnparts import functional as F
     from nnparts import nn
@@ -58,21 +80,21 @@ def nnparts_epoch_fn(x, y, weights, batch):
     )
     params = model.parameters()
 
-    def epoch():
-        for i in range(0, len(x), batch):
-            logits = model(nnparts.Tensor(x[i : i + batch]))
-            loss = F.cross_entropy(logits, y[i : i + batch])
-            for p in params:
-                p.grad = None
-            loss.backward()
-            for p in params:
-                p.data -= LR * p.grad
+    def step(i):
+        logits = model(nnparts.Tensor(x[i : i + batch]))
+        loss = F.cross_entropy(logits, y[i : i + batch])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        for p in params:
+            p.data -= LR * p.grad
         return float(loss.data)
 
-    return epoch
+    return step
 
 
-def torch_epoch_fn(x, y, weights, batch):
+def torch_step_fn(x, y, weights, batch):
+    """``step(i)``: the same training step in PyTorch."""
     import torch
 
     linears = [torch.nn.Linear(784, 512), torch.nn.Linear(512, 512), torch.nn.Linear(512, 10)]
@@ -93,62 +115,71 @@ def torch_epoch_fn(x, y, weights, batch):
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     loss_fn = torch.nn.CrossEntropyLoss()
 
-    def epoch():
-        for i in range(0, len(xt), batch):
-            loss = loss_fn(model(xt[i : i + batch]), yt[i : i + batch])
+    def step(i):
+        loss = loss_fn(model(xt[i : i + batch]), yt[i : i + batch])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
             for p in params:
-                p.grad = None
-            loss.backward()
-            with torch.no_grad():
-                for p in params:
-                    p.data -= LR * p.grad
+                p.data -= LR * p.grad
         return float(loss.detach())
 
-    return epoch
-
-
-def time_once(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return step
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=60000)
+    parser.add_argument("--samples", type=int, default=60000, help="data set size (steps cycle)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library")
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch.set_num_threads (NumPy's BLAS: set OMP_NUM_THREADS)",
-    )
+        "--threads", type=int, default=None,
+        help="torch.set_num_threads (default: torch's own); nnparts' threads follow --policies",
+    )  # fmt: skip
+    _bench.add_arguments(parser, rounds=6, block=50)
     args = parser.parse_args(argv)
+    policies, loads = _bench.parse_settings(parser, args)
+    if args.samples < args.batch:
+        parser.error(f"--samples ({args.samples}) must be at least one batch ({args.batch})")
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    header = _bench.header()
+    print(header)
     x, y = make_data(args.samples)
     weights = make_weights()
-    ours = nnparts_epoch_fn(x, y, weights, args.batch)
-    theirs = torch_epoch_fn(x, y, weights, args.batch)
-    # interleave the libraries so that background load hits both alike
-    t_ours, t_theirs = [], []
-    loss_ours, loss_theirs = ours(), theirs()  # warm-up
-    for _ in range(args.epochs):
-        t_ours.append(time_once(ours))
-        t_theirs.append(time_once(theirs))
-    m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
+    ours = nnparts_step_fn(x, y, weights, args.batch)
+    theirs = torch_step_fn(x, y, weights, args.batch)
+    batches = args.samples // args.batch
+    steps = {
+        "nnparts": lambda k: ours(k % batches * args.batch),
+        "torch": lambda k: theirs(k % batches * args.batch),
+    }
     print(
         f"MLP 784-512-BN-ReLU-512-BN-ReLU-10, SGD lr {LR}, batch {args.batch}, "
-        f"{args.samples} samples, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"{args.samples} samples; per load {args.rounds} rounds x blocks of {args.block} steps "
+        "per policy and library"
     )
-    print(f"warm-up epoch last-batch loss: nnparts {loss_ours:.4f}, pytorch {loss_theirs:.4f}")
-    print(f"nnparts epoch: median {m_ours:.3f} s  {[round(t, 3) for t in t_ours]}")
-    print(f"pytorch epoch: median {m_theirs:.3f} s  {[round(t, 3) for t in t_theirs]}")
-    print(f"ratio nnparts/pytorch: {m_ours / m_theirs:.2f}")
+    loss_ours, loss_theirs = steps["nnparts"](0), steps["torch"](0)
+    print(f"first-step loss: nnparts {loss_ours:.4f}, pytorch {loss_theirs:.4f}", flush=True)
+    times = _bench.interleave(steps, policies, loads, args.rounds, args.block, log=print)
+    summary = _bench.summarize(times)
+    print("\n".join(_bench.format_summary(summary)))
+    steps_per_epoch = -(-args.samples // args.batch)
+    if "default" in policies:
+        for load in loads:
+            t = times[load]["default"]
+            print(
+                f"  epoch ({steps_per_epoch} steps) under default, {load}: "
+                f"nnparts {_bench.median(t['nnparts']) * steps_per_epoch:.2f} s, "
+                f"pytorch {_bench.median(t['torch']) * steps_per_epoch:.2f} s"
+            )
+    if args.json:
+        report = {"header": header, "settings": vars(args), "mlp_bn": summary}
+        _bench.write_json(args.json, report)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
