@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="folder for metrics.json and confusion.png")
     ev.add_argument(
         "--tta",
-        choices=["none", "hflip"],
+        choices=["none", "hflip", "hflip_shift"],
         help="test-time augmentation (default: the checkpoint config's train.tta); "
         "hflip averages the probabilities of each image and its mirror image",
     )

@@ -9,6 +9,12 @@ import pytest
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
+# Bit-identical reruns (same seed, resume) need one fixed way of splitting the work: the default
+# "auto" thread policy picks per op by timing, which reproduces a run to float rounding but not
+# bit for bit. Tests of the auto policy itself (test_threads.py) set it explicitly. Set here, at
+# import, so subprocesses (the CLI tests) inherit it too.
+os.environ.setdefault("NNPARTS_THREAD_POLICY", "pool")
+
 
 @pytest.fixture
 def rng():

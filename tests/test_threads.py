@@ -145,6 +145,7 @@ def _train_steps(policy, steps=4):
     """A few SGD steps of a small CNN + MLP head under ``policy``; returns the final weights."""
     from nnparts import nn
 
+    previous = threads.get_policy()
     threads.set_num_threads(2)
     threads.set_policy(policy)
     threads.set_min_work(0)
@@ -173,7 +174,7 @@ def _train_steps(policy, steps=4):
         return [p.data.copy() for p in net.parameters()], threads.policy_report()
     finally:
         threads.set_min_work(1 << 18)
-        threads.set_policy("auto")
+        threads.set_policy(previous)
         threads.set_num_threads(threads._default_threads())
 
 
@@ -192,6 +193,7 @@ def test_pool_and_serial_modes_give_the_same_numbers_bit_for_bit():
 
 
 def test_auto_policy_measures_each_site_and_keeps_the_faster_mode():
+    previous = threads.get_policy()
     threads.set_num_threads(2)
     threads.set_policy("auto")
     try:
@@ -211,6 +213,7 @@ def test_auto_policy_measures_each_site_and_keeps_the_faster_mode():
         assert rows["pool_hurts_site"]["mode"] == "serial", rows
         assert rows["pool_hurts_site"]["calls"] == 40
     finally:
+        threads.set_policy(previous)
         threads.set_num_threads(threads._default_threads())
 
 
@@ -226,4 +229,36 @@ def test_thread_policy_names_are_checked(monkeypatch):
         with pytest.raises(ValueError, match="NNPARTS_THREAD_POLICY must be one of"):
             threads.get_policy()
     finally:
-        threads._state["policy"] = "auto"
+        threads._state["policy"] = None  # read $NNPARTS_THREAD_POLICY again
+
+
+def test_auto_policy_reproduces_a_training_run_to_float_rounding(fashion_dir):
+    """Under "auto" the modes follow the timings, so two runs of one seed may split some ops
+    differently; the numbers agree to float32 rounding (bit-identical runs: policy "pool")."""
+    from nnparts.train import config as configs
+    from nnparts.train import run
+
+    cfg = configs.resolve(
+        {
+            "data": {
+                "data_dir": fashion_dir,
+                "download": False,
+                "train_subset": 1200,
+                "val_size": 200,
+                "test_subset": 300,
+            },
+            "model": {"name": "cnn", "channels": [8, 16], "dense": 32},
+            "train": {"epochs": 1, "batch_size": 100},
+        }
+    )
+    previous = threads.get_policy()
+    threads.set_policy("auto")
+    try:
+        first = run.train(cfg, quiet=True, progress=False)
+        second = run.train(cfg, quiet=True, progress=False)
+    finally:
+        threads.set_policy(previous)
+    for key in ("train_loss", "val_loss"):
+        a, b = first["history"][0][key], second["history"][0][key]
+        assert a == pytest.approx(b, rel=1e-5), key
+    assert first["test_loss"] == pytest.approx(second["test_loss"], rel=1e-5)

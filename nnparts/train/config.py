@@ -29,7 +29,7 @@ DEFAULTS: dict = {
         "augment": [],  # list of {"name": ..., **params}; see nnparts.data augmentation
     },
     "model": {
-        "name": "mlp",  # mlp | cnn | resnet | densenet
+        "name": "mlp",  # mlp | cnn | resnet | densenet | fast
         "hidden": [512, 256],  # mlp: hidden sizes (the course's MultiLayerNetExtend)
         "activation": "relu",
         "init": "he_normal",
@@ -43,6 +43,8 @@ DEFAULTS: dict = {
         "block_layers": [4, 4, 4],  # densenet: layers per DenseBlock
         "bottleneck": True,  # densenet-B
         "compression": 0.5,  # densenet-C: theta
+        "whiten_kernel": 3,  # fast: k of the frozen k x k patch-whitening first convolution
+        "dirac": True,  # fast: start each conv near identity (dirac filters)
     },
     "optimizer": {
         "name": "adam",
@@ -50,13 +52,17 @@ DEFAULTS: dict = {
         "weight_decay": 0.0,  # coupled L2 in the optimizer (decoupled for adamw)
         "momentum": 0.9,  # used by sgd / rmsprop only
         "nesterov": False,
+        # lr multiplier of the BatchNorm/LayerNorm biases (their own param group; airbench
+        # trains them with a much larger lr than the weights)
+        "norm_bias_lr_scale": 1.0,
     },
     "regularization": {"l1": 0.0, "l2": 0.0},  # penalty terms added to the loss
     "scheduler": {
         "name": "cosine",  # none | step | exponential | cosine | warmup | plateau
         "step_size": 3,
         "gamma": 0.5,
-        "warmup_epochs": 1,
+        "warmup_epochs": 1,  # warmup: whole epochs; warmup_linear: may be a fraction
+        "end_factor": 0.0,  # warmup_linear: the last step's lr as a fraction of the peak
         "patience": 2,
     },
     "train": {
@@ -67,8 +73,12 @@ DEFAULTS: dict = {
         "early_stopping": {"monitor": "val_loss", "patience": None, "min_delta": 0.0},
         "eval_batch_size": 1000,
         # test-time augmentation for the final test evaluation, reported beside the plain one:
-        # none | hflip (average the class probabilities of each image and its mirror image)
+        # none | hflip (average the class probabilities of each image and its mirror image) |
+        # hflip_shift (also the image and its mirror shifted one pixel left and right)
         "tta": "none",
+        # > 0: evaluate and keep an exponential moving average of the weights (per step):
+        # w_ema = decay * w_ema + (1 - decay) * w; final.npz holds the averaged weights
+        "ema_decay": 0.0,
     },
     # size > 1 trains an ensemble (nnparts.train.ensemble): bagging (bootstrap resamples),
     # seeds (whole set, other seeds) or snapshot (one run, cyclic cosine, a member per cycle)
@@ -76,12 +86,20 @@ DEFAULTS: dict = {
 }
 
 CHOICES = {
-    ("model", "name"): ("mlp", "cnn", "resnet", "densenet"),
+    ("model", "name"): ("mlp", "cnn", "resnet", "densenet", "fast"),
     ("model", "norm"): ("none", "batchnorm", "layernorm"),
     ("data", "normalize"): ("standardize", "scale", "none"),
-    ("scheduler", "name"): ("none", "step", "exponential", "cosine", "warmup", "plateau"),
+    ("scheduler", "name"): (
+        "none",
+        "step",
+        "exponential",
+        "cosine",
+        "warmup",
+        "plateau",
+        "warmup_linear",
+    ),
     ("train", "early_stopping", "monitor"): ("val_loss", "val_accuracy"),
-    ("train", "tta"): ("none", "hflip"),
+    ("train", "tta"): ("none", "hflip", "hflip_shift"),
     ("ensemble", "method"): ("bagging", "seeds", "snapshot"),
 }
 
@@ -292,8 +310,24 @@ def validate(config: dict) -> dict:
     )
     number(("model", "compression"), low=0, low_open=True, what="expected compression in (0, 1]")
     number(("scheduler", "gamma"), low=0, low_open=True, what="expected a factor > 0, e.g. 0.5")
-    for key in ("step_size", "warmup_epochs", "patience"):
+    for key in ("step_size", "patience"):
         positive_int(("scheduler", key))
+    if config["scheduler"]["name"] == "warmup_linear":
+        number(("scheduler", "warmup_epochs"), low=0, what="expected warmup_epochs >= 0, e.g. 0.5")
+        if config["scheduler"]["warmup_epochs"] >= config["train"]["epochs"]:
+            _fail(
+                "scheduler.warmup_epochs",
+                config["scheduler"]["warmup_epochs"],
+                f"the warmup must end before the last of train.epochs={config['train']['epochs']}",
+            )
+    else:
+        positive_int(("scheduler", "warmup_epochs"))
+    number(("scheduler", "end_factor"), low=0, what="expected end_factor >= 0, e.g. 0.05")
+    number(("optimizer", "norm_bias_lr_scale"), low=0, low_open=True, what="expected a factor > 0")
+    number(("train", "ema_decay"), low=0, high=1, what="expected ema_decay in [0, 1), e.g. 0.99")
+    number(("model", "whiten_kernel"), low=1, what="expected a kernel size >= 1")
+    if not isinstance(config["model"]["dirac"], bool):
+        _fail("model.dirac", config["model"]["dirac"], "expected true or false")
     number(("train", "early_stopping", "min_delta"), low=0, what="expected min_delta >= 0")
     es = config["train"]["early_stopping"]
     if es["patience"] is not None:
@@ -413,6 +447,13 @@ def estimate_parameters(model: dict, in_shape=(1, 28, 28), num_classes: int = 10
                 total += bn(c) + c * out
                 c = out
         return total + bn(c) + c * num_classes + num_classes
+    if name == "fast":  # the whitening filters are buffers, not parameters
+        k = model["whiten_kernel"]
+        c, total = 2 * channels * k * k, 0
+        for width in model["channels"]:
+            total += c * width * 9 + bn(width) + width * width * 9 + bn(width)
+            c = width
+        return total + c * num_classes
     raise ValueError(f"unknown model {name!r}")
 
 

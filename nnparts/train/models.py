@@ -11,6 +11,13 @@
 * ``densenet`` — DenseNet(-BC) (Huang et al. 2017): conv stem with 2k channels, DenseBlocks of
   BN-ReLU-Conv layers (bottleneck optional) joined by transitions (BN-ReLU-1x1 conv with
   compression theta, 2x2 average pool), BN-ReLU, global average pooling, linear.
+* ``fast`` — the time-to-accuracy network of ``recipes/fast.yaml`` (after Keller Jordan's
+  airbench): a frozen :class:`~nnparts.nn.PatchWhitening` first convolution (PCA whitening of
+  k x k patches, fitted on the training images), then one *conv group* per entry of
+  ``channels`` — conv 3x3 -> max-pool 2 -> BN -> activation -> conv 3x3 -> BN -> activation,
+  the pool right after the first conv so the normalization and activations run on the pooled
+  (4x smaller) maps — global max pooling and a linear layer. ``dirac: true`` starts the convs
+  near identity: the first ``min(out, in)`` filters of each are :func:`nnparts.init.dirac`.
 """
 
 from __future__ import annotations
@@ -116,6 +123,51 @@ def build_densenet(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn
     return nn.Sequential(*layers)
 
 
+def _dirac_start(conv) -> None:
+    """Overwrite the first ``min(out, in)`` filters of ``conv`` with identity (dirac) filters,
+    as airbench does (the other filters keep their random init, so none starts dead)."""
+    from nnparts import init
+
+    out, cin = conv.weight.shape[:2]
+    n = min(out, cin)
+    conv.weight.data[:n] = init.dirac((n, *conv.weight.shape[1:]), dtype=conv.weight.dtype)
+
+
+def build_fast(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn.Module:
+    activation = nn.get_activation(cfg["activation"])
+    k = cfg["whiten_kernel"]
+    whiten = nn.PatchWhitening(in_shape[0], kernel_size=k, padding=(k - 1) // 2)
+    layers = [whiten, activation()]
+    channels, h = whiten.out_channels, in_shape[1] + 2 * ((k - 1) // 2) - k + 1
+    for width in cfg["channels"]:
+        first = nn.Conv2d(channels, width, 3, padding=1, bias=False, init=cfg["init"], rng=rng)
+        second = nn.Conv2d(width, width, 3, padding=1, bias=False, init=cfg["init"], rng=rng)
+        if cfg["dirac"]:
+            _dirac_start(first)
+            _dirac_start(second)
+        layers += [first, nn.MaxPool2d(2), nn.BatchNorm2d(width), activation()]
+        layers += [second, nn.BatchNorm2d(width), activation()]
+        channels, h = width, h // 2
+        if h < 1:
+            raise ValueError(
+                f"model.channels {cfg['channels']} has more conv groups than the "
+                f"{in_shape[1]}x{in_shape[2]} images allow (each halves the size)"
+            )
+    layers += [nn.MaxPool2d(h), nn.Flatten(), nn.Linear(channels, num_classes, bias=False, rng=rng)]
+    return nn.Sequential(*layers)
+
+
+def fit_whitening(model: nn.Module, x: np.ndarray, max_images: int = 10000) -> int:
+    """Fit every unfitted :class:`~nnparts.nn.PatchWhitening` layer of ``model`` on (at most
+    ``max_images`` of) the training images ``x``; returns how many it fitted."""
+    fitted = 0
+    for module in model.modules():
+        if isinstance(module, nn.PatchWhitening) and not bool(module.fitted):
+            module.fit(np.asarray(x[:max_images]))
+            fitted += 1
+    return fitted
+
+
 def build_model(
     cfg: dict, in_shape: tuple = (1, 28, 28), num_classes: int = 10, rng=None
 ) -> nn.Module:
@@ -132,4 +184,6 @@ def build_model(
         return build_resnet(cfg, in_shape, num_classes, rng=rng)
     if name == "densenet":
         return build_densenet(cfg, in_shape, num_classes, rng=rng)
-    raise ValueError(f"unknown model {name!r}; allowed: mlp, cnn, resnet, densenet")
+    if name == "fast":
+        return build_fast(cfg, in_shape, num_classes, rng=rng)
+    raise ValueError(f"unknown model {name!r}; allowed: mlp, cnn, resnet, densenet, fast")

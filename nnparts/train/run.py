@@ -18,7 +18,7 @@ from nnparts.train import checkpoint as ckpt
 from nnparts.train import config as configs
 from nnparts.train.callbacks import Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping
 from nnparts.train.metrics import confusion_matrix
-from nnparts.train.models import build_model
+from nnparts.train.models import build_model, fit_whitening
 from nnparts.train.trainer import Trainer, evaluate_logits, load_model_state, predict
 
 
@@ -100,7 +100,12 @@ def build_optimizer(cfg: dict, model):
         kwargs["momentum"] = o["momentum"]
     if name == "sgd" and o["nesterov"]:
         kwargs["nesterov"] = True
-    return optim.build(name, model.parameters(), **kwargs)
+    params = model.parameters()
+    if o["norm_bias_lr_scale"] != 1.0:
+        params = optim.group_parameters(
+            model, o["lr"], o["weight_decay"], norm_bias_lr_scale=o["norm_bias_lr_scale"]
+        )
+    return optim.build(name, params, **kwargs)
 
 
 def build_scheduler(cfg: dict, optimizer, steps_per_epoch: int):
@@ -119,6 +124,14 @@ def build_scheduler(cfg: dict, optimizer, steps_per_epoch: int):
         return sched.LinearWarmup(optimizer, warmup_steps=s["warmup_epochs"])
     if name == "plateau":
         return sched.ReduceLROnPlateau(optimizer, factor=s["gamma"], patience=s["patience"])
+    if name == "warmup_linear":  # stepped after every batch (Trainer.scheduler_interval)
+        total = epochs * steps_per_epoch
+        return sched.WarmupLinear(
+            optimizer,
+            total_steps=total,
+            warmup_steps=min(total - 1, round(s["warmup_epochs"] * steps_per_epoch)),
+            end_factor=s["end_factor"],
+        )
     raise configs.ConfigError(f"unknown scheduler.name {name!r}")
 
 
@@ -147,6 +160,7 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
     model = build_model(
         cfg["model"], prepared["in_shape"], prepared["num_classes"], rng=np.random.default_rng(seed)
     )
+    fit_whitening(model, prepared["x_train"])  # a fast model's whitening layer, from the data
     optimizer = build_optimizer(cfg, model)
     loader = datasets.DataLoader(
         prepared["x_train"],
@@ -171,6 +185,7 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
                 metadata={"normalization": prepared["stats"]},
             )
         )
+    ema_decay = cfg["train"]["ema_decay"]
     augment = None
     if cfg["data"]["augment"]:
         augment = datasets.build_augmentation(cfg["data"]["augment"])
@@ -189,6 +204,8 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
         eval_batch_size=cfg["train"]["eval_batch_size"],
         log=None if quiet else print,
         rng=rng,
+        scheduler_interval="step" if cfg["scheduler"]["name"] == "warmup_linear" else "epoch",
+        ema=optim.WeightEMA(model, ema_decay) if ema_decay else None,
     )
     trainer.config = cfg
     return trainer
@@ -400,6 +417,10 @@ def train(
                 f" Kept: {os.path.join(out, 'last.npz')} (epoch {trainer.epoch}); "
                 "no final.npz is written for a diverged run."
             )
+    if trainer.ema is not None and trainer.ema.n_averaged:
+        # from here on the model is the averaged one: the test metrics and final.npz
+        trainer.ema.copy_to(trainer.model)
+        trainer.ema = None
     logits = trainer.predict(prepared["x_test"])
     test = evaluate_logits(logits, prepared["y_test"])
     preds = logits.argmax(axis=1)

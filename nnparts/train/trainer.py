@@ -59,10 +59,18 @@ class Trainer:
         eval_batch_size=1000,
         log=print,
         rng=None,
+        scheduler_interval="epoch",
+        ema=None,
     ):
         self.model, self.optimizer, self.loader = model, optimizer, loader
         self.val_data = val_data
         self.scheduler = scheduler
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(
+                f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+            )
+        self.scheduler_interval = scheduler_interval
+        self.ema = ema
         self.callbacks = list(callbacks)
         self.augment, self.penalty, self.grad_clip = augment, penalty, grad_clip
         self.label_smoothing = label_smoothing
@@ -82,7 +90,11 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The lr of the group with the most weights (the main lr when some parameters, e.g.
+        the norm biases, have a group with a scaled lr of their own)."""
+        groups = self.optimizer.param_groups
+        main = max(groups, key=lambda g: sum(p.data.size for p in g["params"]))
+        return float(main["lr"])
 
     # -- one epoch ------------------------------------------------------------------------------
     def train_epoch(self) -> dict:
@@ -108,6 +120,10 @@ class Trainer:
                 nnparts.optim.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
             self.global_step += 1
+            if self.ema is not None:
+                self.ema.update(self.model)
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
             n = len(xb)
             if batch_callbacks:
                 logs = {
@@ -142,6 +158,9 @@ class Trainer:
         each image and its mirror image, ``log((softmax(f(x)) + softmax(f(flip(x)))) / 2)`` —
         logits whose softmax is that mean, so accuracy and cross-entropy read them as usual.
         """
+        if self.ema is not None and self.ema.n_averaged:  # evaluate the averaged weights
+            with self.ema.applied(self.model):
+                return predict(self.model, x, self.eval_batch_size, tta)
         return predict(self.model, x, self.eval_batch_size, tta)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, tta: str = "none") -> dict:
@@ -163,7 +182,7 @@ class Trainer:
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
             logs["seconds"] = time.perf_counter() - start
             self.epoch += 1
-            if self.scheduler is not None:
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
                 if isinstance(self.scheduler, ReduceLROnPlateau):
                     self.scheduler.step(logs.get("val_loss", logs["train_loss"]))
                 else:
@@ -201,6 +220,8 @@ class Trainer:
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict):
@@ -215,6 +236,8 @@ class Trainer:
             cb.load_state_dict(cb_state)
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
 
     def save_checkpoint(self, path, extra_metadata: dict | None = None):
         meta = {
@@ -263,11 +286,43 @@ def global_grad_norm(parameters) -> float:
     return float(np.sqrt(total))
 
 
+TTA_METHODS = ("none", "hflip", "hflip_shift")
+
+
+def _shift(x: np.ndarray, dx: int) -> np.ndarray:
+    """Images moved ``dx`` pixels right (left if negative), the vacated column repeating the
+    edge (as a translated crop of a padded image would; no wrap-around)."""
+    out = np.empty_like(x)
+    if dx > 0:
+        out[..., dx:] = x[..., :-dx]
+        out[..., :dx] = x[..., :1]
+    else:
+        out[..., :dx] = x[..., -dx:]
+        out[..., dx:] = x[..., -1:]
+    return out
+
+
+def _tta_views(x: np.ndarray, tta: str) -> list:
+    """(view, weight) pairs whose weighted class probabilities are averaged; the first view is
+    ``x`` itself. ``hflip``: x and its mirror, 1/2 each. ``hflip_shift`` (airbench's TTA): x and
+    its mirror 1/4 each, and both shifted one pixel left and right, 1/8 each."""
+    mirror = np.ascontiguousarray(x[..., ::-1])
+    if tta == "hflip":
+        return [(x, 0.5), (mirror, 0.5)]
+    views = [(x, 0.25), (mirror, 0.25)]
+    for img in (x, mirror):
+        for dx in (1, -1):
+            views.append((_shift(img, dx), 0.125))
+    return views
+
+
 def predict(model, x: np.ndarray, batch_size: int = 1000, tta: str = "none") -> np.ndarray:
     """Logits of ``model`` for ``x`` in evaluation mode, in batches (see :meth:`Trainer.predict`
     for ``tta``)."""
-    if tta not in ("none", "hflip"):
-        raise ValueError(f"unknown test-time augmentation {tta!r}; allowed: none, hflip")
+    if tta not in TTA_METHODS:
+        raise ValueError(
+            f"unknown test-time augmentation {tta!r}; allowed: {', '.join(TTA_METHODS)}"
+        )
     was_training = model.training
     model.eval()
     outs = []
@@ -275,10 +330,12 @@ def predict(model, x: np.ndarray, batch_size: int = 1000, tta: str = "none") -> 
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size]
             logits = model(Tensor(xb)).data
-            if tta == "hflip":
-                probs = F.softmax(Tensor(logits), axis=-1).data
-                probs += F.softmax(model(Tensor(np.ascontiguousarray(xb[..., ::-1]))), axis=-1).data
-                logits = np.log(np.maximum(probs * 0.5, np.finfo(probs.dtype).tiny))
+            if tta != "none":
+                views = _tta_views(xb, tta)
+                probs = F.softmax(Tensor(logits), axis=-1).data * views[0][1]
+                for view, weight in views[1:]:
+                    probs += F.softmax(model(Tensor(view)), axis=-1).data * weight
+                logits = np.log(np.maximum(probs, np.finfo(probs.dtype).tiny))
             outs.append(logits)
     model.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
