@@ -56,6 +56,16 @@ def test_fast_model_whitens_first_and_starts_its_convs_near_identity():
     assert model(nnparts.Tensor(x[:4])).shape == (4, 10)
 
 
+def test_without_whitening_the_stem_is_a_learned_conv_of_the_same_width():
+    cfg = recipe(model__whiten_kernel=0)
+    model = build_model(cfg["model"], (1, 28, 28), 10, rng=0)
+    stem = next(iter(model.children()))
+    assert isinstance(stem, nn.Conv2d) and stem.weight.shape == (18, 1, 3, 3)
+    assert model.num_parameters() == configs.estimate_parameters(cfg["model"])
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    assert fit_whitening(model, x) == 0 and model(nnparts.Tensor(x)).shape == (2, 10)
+
+
 def test_too_many_conv_groups_for_the_image_size_is_a_clear_error():
     cfg = recipe(model__channels=[8, 8, 8, 8, 8, 8])
     with pytest.raises(ValueError, match="more conv groups than the 28x28 images allow"):

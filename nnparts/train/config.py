@@ -43,7 +43,7 @@ DEFAULTS: dict = {
         "block_layers": [4, 4, 4],  # densenet: layers per DenseBlock
         "bottleneck": True,  # densenet-B
         "compression": 0.5,  # densenet-C: theta
-        "whiten_kernel": 3,  # fast: k of the frozen k x k patch-whitening first convolution
+        "whiten_kernel": 3,  # fast: k of the frozen k x k patch-whitening first conv (0: learned)
         "dirac": True,  # fast: start each conv near identity (dirac filters)
     },
     "optimizer": {
@@ -325,7 +325,7 @@ def validate(config: dict) -> dict:
     number(("scheduler", "end_factor"), low=0, what="expected end_factor >= 0, e.g. 0.05")
     number(("optimizer", "norm_bias_lr_scale"), low=0, low_open=True, what="expected a factor > 0")
     number(("train", "ema_decay"), low=0, high=1, what="expected ema_decay in [0, 1), e.g. 0.99")
-    number(("model", "whiten_kernel"), low=1, what="expected a kernel size >= 1")
+    number(("model", "whiten_kernel"), low=0, what="expected a kernel size >= 1 (0: no whitening)")
     if not isinstance(config["model"]["dirac"], bool):
         _fail("model.dirac", config["model"]["dirac"], "expected true or false")
     number(("train", "early_stopping", "min_delta"), low=0, what="expected min_delta >= 0")
@@ -450,6 +450,9 @@ def estimate_parameters(model: dict, in_shape=(1, 28, 28), num_classes: int = 10
     if name == "fast":  # the whitening filters are buffers, not parameters
         k = model["whiten_kernel"]
         c, total = 2 * channels * k * k, 0
+        if not k:  # a learned 3x3 stem instead
+            c = 2 * 9 * channels
+            total = channels * c * 9 + c
         for width in model["channels"]:
             total += c * width * 9 + bn(width) + width * width * 9 + bn(width)
             c = width

@@ -18,6 +18,8 @@
   the pool right after the first conv so the normalization and activations run on the pooled
   (4x smaller) maps — global max pooling and a linear layer. ``dirac: true`` starts the convs
   near identity: the first ``min(out, in)`` filters of each are :func:`nnparts.init.dirac`.
+  ``whiten_kernel: 0`` replaces the whitening by a learned 3x3 conv of the same width (the
+  recipe's ablation).
 """
 
 from __future__ import annotations
@@ -136,9 +138,14 @@ def _dirac_start(conv) -> None:
 def build_fast(cfg: dict, in_shape: tuple, num_classes: int, rng=None) -> nn.Module:
     activation = nn.get_activation(cfg["activation"])
     k = cfg["whiten_kernel"]
-    whiten = nn.PatchWhitening(in_shape[0], kernel_size=k, padding=(k - 1) // 2)
-    layers = [whiten, activation()]
-    channels, h = whiten.out_channels, in_shape[1] + 2 * ((k - 1) // 2) - k + 1
+    if k:
+        stem = nn.PatchWhitening(in_shape[0], kernel_size=k, padding=(k - 1) // 2)
+        channels = stem.out_channels
+    else:  # the ablation without whitening: a learned 3x3 stem of the same width
+        k, channels = 3, 2 * 9 * in_shape[0]
+        stem = nn.Conv2d(in_shape[0], channels, 3, padding=1, init=cfg["init"], rng=rng)
+    layers = [stem, activation()]
+    h = in_shape[1] + 2 * ((k - 1) // 2) - k + 1
     for width in cfg["channels"]:
         first = nn.Conv2d(channels, width, 3, padding=1, bias=False, init=cfg["init"], rng=rng)
         second = nn.Conv2d(width, width, 3, padding=1, bias=False, init=cfg["init"], rng=rng)
