@@ -325,7 +325,9 @@ def validate(config: dict) -> dict:
     number(("scheduler", "end_factor"), low=0, what="expected end_factor >= 0, e.g. 0.05")
     number(("optimizer", "norm_bias_lr_scale"), low=0, low_open=True, what="expected a factor > 0")
     number(("train", "ema_decay"), low=0, high=1, what="expected ema_decay in [0, 1), e.g. 0.99")
-    number(("model", "whiten_kernel"), low=0, what="expected a kernel size >= 1 (0: no whitening)")
+    k = config["model"]["whiten_kernel"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        _fail("model.whiten_kernel", k, "expected a kernel size >= 1 (0: no whitening)")
     if not isinstance(config["model"]["dirac"], bool):
         _fail("model.dirac", config["model"]["dirac"], "expected true or false")
     number(("train", "early_stopping", "min_delta"), low=0, what="expected min_delta >= 0")
