@@ -100,7 +100,7 @@ def header() -> str:
 
 
 _blas_limit = {"ctx": None}
-_auto_sites: dict = {}  # the default policy's per-site measurements while another policy runs
+_auto_sites: dict = {}  # the default policy's measurements, kept while another policy runs
 
 
 def apply_policy(policy: str) -> None:
@@ -116,10 +116,8 @@ def apply_policy(policy: str) -> None:
 
     if policy not in POLICIES:
         raise SystemExit(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    sites = getattr(threads, "_sites", None)  # private: tolerate its absence
-    if sites is not None and threads.get_policy() == "auto" and threads.get_num_threads() > 1:
-        _auto_sites.clear()
-        _auto_sites.update(sites)
+    if threads.get_policy() == "auto" and threads.get_num_threads() > 1:
+        _auto_sites["state"] = threads.auto_state()
     if _blas_limit["ctx"] is not None:
         _blas_limit["ctx"].restore_original_limits()
         _blas_limit["ctx"] = None
@@ -128,8 +126,8 @@ def apply_policy(policy: str) -> None:
         threads.set_policy("auto" if policy == "default" else "pool")
         if threads.get_num_threads() != cores:  # keeps the pool's threads alive otherwise
             nnparts.set_num_threads(cores)
-        if policy == "default" and sites is not None:
-            sites.update(_auto_sites)
+        if policy == "default" and "state" in _auto_sites:
+            threads.set_auto_state(_auto_sites["state"])
     else:
         nnparts.set_num_threads(1)
         if policy == "blas1":

@@ -11,16 +11,22 @@ fastest in BLAS threads, element-wise work and im2col copies only run in paralle
 by CPU (AVX2 or AVX-512 kernels, cache sizes), and by the moment: on a shared or virtual machine
 waking a sleeping pool thread can cost more than the op it runs, and with another process busy
 on one core, BLAS threads that wait for each other lose to chunks that can be rebalanced. So the
-default policy, ``"auto"``, measures. Every call site (the chunk function's code, with the op's
-size) is a *site*; its first calls alternate between the two modes —
+default policy, ``"auto"``, measures. The two modes are
 
 * ``pool``: the chunks on nnparts' threads, BLAS at one thread;
-* ``serial``: the same chunks one after the other on the calling thread, BLAS at all cores —
+* ``serial``: the same chunks one after the other on the calling thread, BLAS at all cores.
 
-and time them; from then on the site runs in the mode with the lower median time, and tries the
-other mode again once every :data:`REPROBE` calls, so a site follows the machine when its load
-changes. Both modes run the same chunks and combine them in the same order, so the numbers are
-the same whichever mode runs (the tests check it bit for bit).
+Mixing them op by op was measured and rejected: after a product in BLAS threads, OpenBLAS's
+threads keep spinning for a while and slow down the next op's pool threads, so a per-op choice
+made from per-op timings ended up slower than either mode alone (the ``cnn`` benchmark step:
+160 ms mixed, 105 ms pool, 141 ms serial). ``auto`` therefore runs *all* ops in one mode at a
+time, in phases of :data:`PHASE` op calls: after a warm-up it runs each mode for
+:data:`PROBES` phases, times every call site (the chunk function's code, with the op's size) in
+each, and picks the mode with the smaller total — the sum over sites of calls x median time.
+Then it runs that mode and, every :data:`EXPLOIT` phases (more, the slower the other mode was),
+one phase of the other mode, so the choice follows the machine when its load changes. Both modes
+run the same chunks and combine them in the same order; runs agree to float32 rounding (for
+bit-identical reruns fix the mode with ``set_policy("pool")``).
 
 ``set_policy("pool")`` or ``"serial"`` fixes the mode (``$NNPARTS_THREAD_POLICY`` sets it at
 start-up); ``nnparts.set_num_threads(1)`` turns all of this off (plain NumPy, BLAS with its own
@@ -36,9 +42,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 POLICIES = ("auto", "pool", "serial")
-PROBES = 3  # timed calls of each mode before a site first chooses
-REPROBE = 64  # a site in one mode times the other mode once every REPROBE calls
-WINDOW = 5  # a mode's estimate: the median of its last WINDOW timings
+PHASE = 64  # op calls per phase of one mode
+WARMUP = 64  # op calls before the first phase (workspaces, thread start-up): not timed
+SETTLE = 4  # the first calls of a phase are not timed (the other mode's threads wind down)
+PROBES = 2  # phases of each mode before the first choice
+EXPLOIT = 16  # phases of the chosen mode between two phases of the other (x their time ratio)
+WINDOW = 9  # a site's estimate for a mode: the median of its last WINDOW timed calls
 
 _state = {
     "threads": None,
@@ -87,7 +96,7 @@ def set_num_threads(n: int) -> None:
     if _state["pool"] is not None:
         _state["pool"].shutdown(wait=True)
         _state["pool"] = None
-    _sites.clear()
+    _reset_auto()
     if n == 1:
         _restore_blas()
 
@@ -111,7 +120,7 @@ def set_policy(policy: str) -> None:
     if policy not in POLICIES:
         raise ValueError(f"unknown thread policy {policy!r}; choose one of {', '.join(POLICIES)}")
     _state["policy"] = policy
-    _sites.clear()
+    _reset_auto()
 
 
 def set_min_work(elements: int) -> None:
@@ -160,46 +169,72 @@ def _pool() -> ThreadPoolExecutor:
 
 # -- sites: measure both modes, keep the faster ----------------------------------------------------
 class _Site:
-    __slots__ = ("name", "times", "calls", "mode", "switches")
+    """One call site's recent timings in each mode."""
+
+    __slots__ = ("name", "times", "calls")
 
     def __init__(self, name):
         self.name = name
         self.times = {"pool": [], "serial": []}
         self.calls = 0
-        self.mode = None  # None while probing
-        self.switches = 0
 
     def estimate(self, mode):
         t = self.times[mode]
         return statistics.median(t) if t else float("inf")
 
-    def next_mode(self) -> str:
-        self.calls += 1
-        if self.mode is None:  # probing: pool, serial, pool, ... (the first call is a warm-up)
-            return "pool" if self.calls % 2 else "serial"
-        # the other mode is tried again every REPROBE calls, less often the slower it was
-        # (a probe of a mode k times slower costs k calls: this keeps probing near 1/REPROBE)
-        other = "serial" if self.mode == "pool" else "pool"
-        ratio = self.estimate(other) / max(self.estimate(self.mode), 1e-9)
-        if self.calls % (REPROBE * min(64, max(1, int(ratio)))) == 0:
-            return other
-        return self.mode
-
     def record(self, mode, seconds):
-        if self.calls == 1:
-            return  # first call: workspaces, thread start-up
         t = self.times[mode]
         t.append(seconds)
         if len(t) > WINDOW:
             del t[0]
-        if self.mode is None:
-            if min(len(self.times["pool"]), len(self.times["serial"])) >= PROBES:
-                self.mode = min(("pool", "serial"), key=self.estimate)
-        else:
-            best = min(("pool", "serial"), key=self.estimate)
-            if best != self.mode:
-                self.mode = best
-                self.switches += 1
+
+
+_auto: dict = {}
+
+
+def _reset_auto() -> None:
+    """Forget all measurements (a new thread count or policy: start over)."""
+    _sites.clear()
+    _auto.update(calls=0, choice="pool", ratio=1.0, cycle_end=None, choices=0)
+
+
+_reset_auto()
+
+
+def _totals() -> dict:
+    """Expected time of one round of every site measured in both modes, per mode."""
+    both = [s for s in _sites.values() if s.times["pool"] and s.times["serial"]]
+    return {m: sum(s.calls * s.estimate(m) for s in both) for m in ("pool", "serial")}
+
+
+def _decide() -> None:
+    totals = _totals()
+    if totals["pool"] <= 0 and totals["serial"] <= 0:
+        return
+    best = min(totals, key=totals.get)
+    other = "serial" if best == "pool" else "pool"
+    _auto["choice"] = best
+    _auto["ratio"] = totals[other] / max(totals[best], 1e-12)
+    _auto["choices"] += 1
+
+
+def _auto_mode() -> tuple[str, bool]:
+    """The mode of the next op call under the auto policy, and whether to time it."""
+    a = _auto
+    a["calls"] += 1
+    n = a["calls"] - WARMUP - 1
+    if n < 0:
+        return "pool", False
+    phase, pos = divmod(n, PHASE)
+    timed = pos >= SETTLE
+    if phase < 2 * PROBES:  # probing: pool, serial, pool, serial
+        return ("pool", "serial")[phase % 2], timed
+    if pos == 0 and (a["cycle_end"] is None or phase >= a["cycle_end"]):
+        _decide()  # at the start of each cycle: choose from everything measured so far
+        a["cycle_end"] = phase + 1 + EXPLOIT * min(64, max(1, int(a["ratio"])))
+    if phase == a["cycle_end"] - 1:  # the last phase of a cycle: the other mode, timed
+        return ("serial" if a["choice"] == "pool" else "pool"), timed
+    return a["choice"], timed
 
 
 def _site(fn, total, work):
@@ -213,34 +248,57 @@ def _site(fn, total, work):
     return site
 
 
-def policy_report() -> list[dict]:
-    """The measured call sites: name, calls, chosen mode, median ms of each mode, switches."""
-    rows = []
-    for site in _sites.values():
-        rows.append(
-            {
-                "site": site.name,
-                "calls": site.calls,
-                "mode": site.mode or "probing",
-                "pool_ms": round(site.estimate("pool") * 1e3, 3),
-                "serial_ms": round(site.estimate("serial") * 1e3, 3),
-                "switches": site.switches,
-            }
-        )
-    return sorted(rows, key=lambda r: -r["calls"] * min(r["pool_ms"], r["serial_ms"]))
+def auto_state():
+    """A copy of what the auto policy measured so far (for :func:`set_auto_state`)."""
+    return dict(_sites), dict(_auto)
 
 
-def _mode(site) -> str:
+def set_auto_state(state) -> None:
+    """Put back measurements taken by :func:`auto_state` (e.g. after a run under another
+    policy, as the benchmarks do when they interleave policies)."""
+    sites, auto = state
+    _sites.clear()
+    _sites.update(sites)
+    _auto.update(auto)
+
+
+def policy_report() -> dict:
+    """What the auto policy measured: the mode it runs, the expected time of one round of the
+    sites in each mode (ms), how many choices it made, and per site its calls and median ms in
+    each mode."""
+    totals = _totals()
+    sites = [
+        {
+            "site": site.name,
+            "calls": site.calls,
+            "pool_ms": round(site.estimate("pool") * 1e3, 3),
+            "serial_ms": round(site.estimate("serial") * 1e3, 3),
+        }
+        for site in _sites.values()
+    ]
+    sites.sort(key=lambda r: -r["calls"] * min(r["pool_ms"], r["serial_ms"]))
+    return {
+        "policy": get_policy(),
+        "mode": _auto["choice"] if _auto["choices"] else "probing",
+        "pool_ms": round(totals["pool"] * 1e3, 3),
+        "serial_ms": round(totals["serial"] * 1e3, 3),
+        "choices": _auto["choices"],
+        "sites": sites,
+    }
+
+
+def _mode(site) -> tuple[str, bool]:
+    site.calls += 1
     policy = get_policy()
     if policy != "auto":
-        return policy
-    return site.next_mode()
+        return policy, False
+    return _auto_mode()
 
 
 def _run(total, work, fn, parts, collect):
     """Run ``fn`` on ``parts`` in the mode the site (or the policy) picks; time it."""
     site = _site(fn, total, work)
-    mode = _mode(site)
+    mode, timed = _mode(site)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
@@ -251,7 +309,7 @@ def _run(total, work, fn, parts, collect):
     else:
         _set_blas_threads(get_num_threads())
         results = [fn(*p) for p in parts]
-    if get_policy() == "auto":
+    if timed:
         site.record(mode, time.perf_counter() - start)
     return results if collect else None
 
@@ -283,7 +341,7 @@ def parallel_tasks(work: int, *tasks) -> list:
         return [task() for task in tasks]
 
     site = _site(tasks[0], len(tasks), work)
-    mode = _mode(site)
+    mode, timed = _mode(site)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
@@ -293,7 +351,7 @@ def parallel_tasks(work: int, *tasks) -> list:
     else:
         _set_blas_threads(get_num_threads())
         results = [task() for task in tasks]
-    if get_policy() == "auto":
+    if timed:
         site.record(mode, time.perf_counter() - start)
     return results
 
@@ -332,7 +390,7 @@ def matmul(a, b, out=None):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
 
     site = _site(block, n if rows else m, work)
-    mode = _mode(site)
+    mode, timed = _mode(site)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
@@ -345,6 +403,6 @@ def matmul(a, b, out=None):
     else:  # one product in BLAS's threads (same numbers: BLAS splits rows/columns too)
         _set_blas_threads(threads)
         block(0, n if rows else m)
-    if get_policy() == "auto":
+    if timed:
         site.record(mode, time.perf_counter() - start)
     return out
