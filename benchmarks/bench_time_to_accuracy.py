@@ -110,7 +110,7 @@ def torch_run(cfg, target, log):
     import torch
     from torch import nn as tnn
 
-    from nnparts.data import datasets
+    from nnparts import data as datasets
     from nnparts.train import run
 
     start = time.perf_counter()
