@@ -148,9 +148,11 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-def _spin(stop):
+def _spin(stop, parent):
+    """Spin until told to stop, or until the benchmark that started it is gone (killed: a
+    spinner left behind would slow down everything run after it)."""
     x = 0
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:
         for _ in range(100_000):
             x += 1
 
@@ -166,7 +168,7 @@ class BusyCore(contextlib.AbstractContextManager):
         if self.enabled:
             ctx = multiprocessing.get_context("spawn")
             self.stop = ctx.Event()
-            self.proc = ctx.Process(target=_spin, args=(self.stop,), daemon=True)
+            self.proc = ctx.Process(target=_spin, args=(self.stop, os.getpid()), daemon=True)
             self.proc.start()
         return self
 
