@@ -87,6 +87,14 @@ def test_recipe_options_are_checked(overrides, message):
         recipe(**overrides)
 
 
+def test_a_fractional_warmup_is_only_checked_by_the_schedules_that_use_it():
+    # the ablation swaps the schedule on the command line and keeps the recipe's 1.5 epochs
+    cfg = recipe(scheduler__name="cosine")
+    assert cfg["scheduler"]["warmup_epochs"] == 1.5
+    with pytest.raises(configs.ConfigError, match="warmup_epochs.*positive integer"):
+        recipe(scheduler__name="warmup")
+
+
 def test_hflip_shift_tta_averages_six_views_with_airbench_weights():
     rng = np.random.default_rng(1)
     net = nn.Sequential(nn.Flatten(), nn.Linear(36, 5, rng=0))

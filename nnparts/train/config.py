@@ -320,7 +320,7 @@ def validate(config: dict) -> dict:
                 config["scheduler"]["warmup_epochs"],
                 f"the warmup must end before the last of train.epochs={config['train']['epochs']}",
             )
-    else:
+    elif config["scheduler"]["name"] == "warmup":
         positive_int(("scheduler", "warmup_epochs"))
     number(("scheduler", "end_factor"), low=0, what="expected end_factor >= 0, e.g. 0.05")
     number(("optimizer", "norm_bias_lr_scale"), low=0, low_open=True, what="expected a factor > 0")
