@@ -239,6 +239,22 @@ def _load_average() -> str:
         return "?"
 
 
+def _settle_default(step, k: int, block: int, limit: int = 200) -> int:
+    """Run nnparts' steps under the default policy until its auto mode has made its first
+    choice (probing each mode takes a few hundred op calls; a training run of thousands of
+    steps amortizes that, a benchmark of a few dozen would mostly time the probing)."""
+    from nnparts import threads
+
+    done = 0
+    while threads.get_policy() == "auto" and not threads.policy_report()["choices"]:
+        if done >= limit:
+            break
+        time_block(step, range(k, k + block))
+        k += block
+        done += block
+    return k
+
+
 def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) -> dict:
     """Step times of each library of ``steps`` (``{"nnparts": step, "torch": step}``, each
     ``step(k)`` one training step on batch ``k``) under every load and policy.
@@ -267,6 +283,8 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
                 for lib in libraries:
                     time_block(steps[lib], range(k, k + block))
                 k += block
+                if policy == "default":  # until auto has probed both modes once, as a
+                    k = _settle_default(steps["nnparts"], k, block)  # real run soon has
             for r in range(rounds):
                 order = policies[r % len(policies) :] + policies[: r % len(policies)]
                 for policy in order:

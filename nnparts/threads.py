@@ -42,11 +42,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 POLICIES = ("auto", "pool", "serial")
-PHASE = 64  # op calls per phase of one mode
-WARMUP = 64  # op calls before the first phase (workspaces, thread start-up): not timed
+PHASE = 32  # op calls per phase of one mode
+WARMUP = 32  # op calls before the first phase (workspaces, thread start-up): not timed
 SETTLE = 4  # the first calls of a phase are not timed (the other mode's threads wind down)
 PROBES = 2  # phases of each mode before the first choice
-EXPLOIT = 16  # phases of the chosen mode between two phases of the other (x their time ratio)
+EXPLOIT = 32  # phases of the chosen mode between two phases of the other (x their time ratio)
 WINDOW = 9  # a site's estimate for a mode: the median of its last WINDOW timed calls
 
 _state = {
