@@ -8,8 +8,10 @@
   benchmark can interleave them (rounds of ``policy A, policy B, ...``) and slow phases of a
   shared machine hit all of them alike:
 
-  - ``default``: what nnparts does unless told otherwise (:mod:`nnparts.threads`);
-  - ``pool``: every op split over nnparts' thread pool, BLAS at one thread;
+  - ``default``: what nnparts does unless told otherwise (:mod:`nnparts.threads`: its pool,
+    every heavy op split over nnparts' threads with BLAS at one thread);
+  - ``auto``: nnparts' measuring policy (all ops in the faster of pool / serial-with-BLAS-
+    threads, probed while it runs);
   - ``pool-off``: nnparts' pool off, plain NumPy; BLAS runs its own threads;
   - ``blas1``: nnparts' pool off and BLAS at one thread (one core in all).
 
@@ -35,7 +37,7 @@ import statistics
 import tempfile
 import time
 
-POLICIES = ("default", "pool", "pool-off", "blas1")
+POLICIES = ("default", "auto", "pool-off", "blas1")
 LOADS = ("idle", "busy")
 TOLERANCE_PCT = 5.0  # the default policy must be within this of the best policy
 
@@ -100,6 +102,7 @@ def header() -> str:
 
 
 _blas_limit = {"ctx": None}
+DEFAULT_POLICY = os.environ.get("NNPARTS_THREAD_POLICY", "pool")  # nnparts' default
 _auto_sites: dict = {}  # the default policy's measurements, kept while another policy runs
 
 
@@ -107,7 +110,7 @@ def apply_policy(policy: str) -> None:
     """Switch nnparts (and NumPy's BLAS) to ``policy``, in this process, at once.
 
     Switching clears the call-site measurements of nnparts' ``"auto"`` policy; they are kept
-    aside while another policy runs and put back when ``default`` returns, so that interleaving
+    aside while another policy runs and put back when ``auto`` returns, so that interleaving
     policies does not make the default re-measure every site in every block (which a real run,
     with one policy throughout, never does). :func:`forget_default_measurements` drops them.
     """
@@ -122,11 +125,11 @@ def apply_policy(policy: str) -> None:
         _blas_limit["ctx"].restore_original_limits()
         _blas_limit["ctx"] = None
     cores = threads._default_threads()
-    if policy in ("default", "pool"):
-        threads.set_policy("auto" if policy == "default" else "pool")
+    if policy in ("default", "auto"):
+        threads.set_policy("auto" if policy == "auto" else DEFAULT_POLICY)
         if threads.get_num_threads() != cores:  # keeps the pool's threads alive otherwise
             nnparts.set_num_threads(cores)
-        if policy == "default" and "state" in _auto_sites:
+        if policy == "auto" and "state" in _auto_sites:
             threads.set_auto_state(_auto_sites["state"])
     else:
         nnparts.set_num_threads(1)
@@ -137,7 +140,7 @@ def apply_policy(policy: str) -> None:
 
 
 def forget_default_measurements() -> None:
-    """Make the next ``apply_policy("default")`` start measuring its call sites afresh."""
+    """Make the next ``apply_policy("auto")`` start measuring its call sites afresh."""
     from nnparts import threads
 
     _auto_sites.clear()
@@ -240,7 +243,7 @@ def _load_average() -> str:
 
 
 def _settle_default(step, k: int, block: int, limit: int = 200) -> int:
-    """Run nnparts' steps under the default policy until its auto mode has made its first
+    """Run nnparts' steps under the auto policy until it has made its first
     choice (probing each mode takes a few hundred op calls; a training run of thousands of
     steps amortizes that, a benchmark of a few dozen would mostly time the probing)."""
     from nnparts import threads
@@ -283,7 +286,7 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
                 for lib in libraries:
                     time_block(steps[lib], range(k, k + block))
                 k += block
-                if policy == "default":  # until auto has probed both modes once, as a
+                if policy == "auto":  # until auto has probed both modes once, as a
                     k = _settle_default(steps["nnparts"], k, block)  # real run soon has
             for r in range(rounds):
                 order = policies[r % len(policies) :] + policies[: r % len(policies)]
