@@ -9,10 +9,11 @@ import pytest
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
-# Bit-identical reruns (same seed, resume) need one fixed way of splitting the work: the default
-# "auto" thread policy picks per op by timing, which reproduces a run to float rounding but not
-# bit for bit. Tests of the auto policy itself (test_threads.py) set it explicitly. Set here, at
-# import, so subprocesses (the CLI tests) inherit it too.
+# Bit-identical reruns (same seed, resume) need one fixed way of splitting the work: the opt-in
+# "auto" thread policy picks the mode by timing, which reproduces a run to float rounding but not
+# bit for bit. "pool" is the library's default too; pinning it here keeps the tests independent
+# of $NNPARTS_THREAD_POLICY. Tests of the auto policy (test_threads.py) set it explicitly. Set at
+# import, so subprocesses (the CLI tests) inherit it.
 os.environ.setdefault("NNPARTS_THREAD_POLICY", "pool")
 
 

@@ -480,7 +480,7 @@ def test_coarse_to_fine_second_round_searches_the_narrowed_space(tmp_path, fashi
 
 
 # -- a killed worker ------------------------------------------------------------------------------
-def kill_config(tmp_path, fashion_dir):
+def kill_config(tmp_path, fashion_dir, epochs=4):
     search = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
     return search_config(
         tmp_path,
@@ -489,7 +489,7 @@ def kill_config(tmp_path, fashion_dir):
         tune={"figures": False},
         data={"train_subset": 2500, "val_size": 300},
         model={"hidden": [48]},
-        train={"epochs": 4, "batch_size": 50},
+        train={"epochs": epochs, "batch_size": 50},
     )
 
 
@@ -739,7 +739,9 @@ def test_postgres_two_workers_at_the_same_instant_one_sigkilled(
 def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_dir):
     from nnparts.tune.run import tune
 
-    config = kill_config(tmp_path, fashion_dir)
+    # trials of a few seconds: on a fast, idle machine 4-epoch trials could end between the
+    # moment one is seen running and the Ctrl-C, and the last one then exits with 0
+    config = kill_config(tmp_path, fashion_dir, epochs=16)
     out = tmp_path / "interrupt"
     requested = 4
     proc = subprocess.Popen(
