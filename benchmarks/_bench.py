@@ -363,6 +363,19 @@ def format_summary(summary: dict, ours: str = "nnparts", theirs: str = "torch") 
     return lines
 
 
+def format_epoch_estimates(times: dict, loads, steps_per_epoch: int, digits: int = 2) -> list:
+    """One line per load: the default policy's median step times scaled to an epoch."""
+    lines = []
+    for load in loads:
+        t = times[load]["default"]
+        lines.append(
+            f"  epoch ({steps_per_epoch} steps) under default, {load}: "
+            f"nnparts {median(t['nnparts']) * steps_per_epoch:.{digits}f} s, "
+            f"pytorch {median(t['torch']) * steps_per_epoch:.{digits}f} s"
+        )
+    return lines
+
+
 def write_json(path: str, data: dict) -> None:
     """Write ``data`` as JSON to ``path`` atomically (a temporary file, then ``os.replace``)."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -169,13 +169,7 @@ def main(argv=None):
     print("\n".join(_bench.format_summary(summary)))
     steps_per_epoch = -(-args.samples // args.batch)
     if "default" in policies:
-        for load in loads:
-            t = times[load]["default"]
-            print(
-                f"  epoch ({steps_per_epoch} steps) under default, {load}: "
-                f"nnparts {_bench.median(t['nnparts']) * steps_per_epoch:.2f} s, "
-                f"pytorch {_bench.median(t['torch']) * steps_per_epoch:.2f} s"
-            )
+        print("\n".join(_bench.format_epoch_estimates(times, loads, steps_per_epoch)))
     if args.json:
         report = {"header": header, "settings": vars(args), "mlp_bn": summary}
         _bench.write_json(args.json, report)

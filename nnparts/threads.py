@@ -293,18 +293,21 @@ def policy_report() -> dict:
     }
 
 
-def _mode(site) -> tuple[str, bool]:
-    site.calls += 1
+def _choose(fn, total, work):
+    """``(mode, timed, site)`` for the next call of ``fn``'s op. Only the auto policy keeps
+    call sites (and times them); a fixed policy costs one lookup."""
     policy = get_policy()
     if policy != "auto":
-        return policy, False
-    return _auto_mode()
+        return policy, False, None
+    site = _site(fn, total, work)
+    site.calls += 1
+    mode, timed = _auto_mode()
+    return mode, timed, site
 
 
 def _run(total, work, fn, parts, collect):
     """Run ``fn`` on ``parts`` in the mode the site (or the policy) picks; time it."""
-    site = _site(fn, total, work)
-    mode, timed = _mode(site)
+    mode, timed, site = _choose(fn, total, work)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
@@ -346,8 +349,7 @@ def parallel_tasks(work: int, *tasks) -> list:
     if get_num_threads() == 1 or work < _state["min_work"] or len(tasks) < 2:
         return [task() for task in tasks]
 
-    site = _site(tasks[0], len(tasks), work)
-    mode, timed = _mode(site)
+    mode, timed, site = _choose(tasks[0], len(tasks), work)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
@@ -395,8 +397,7 @@ def matmul(a, b, out=None):
         else:
             np.matmul(a, b[:, s:e], out=out[:, s:e])
 
-    site = _site(block, n if rows else m, work)
-    mode, timed = _mode(site)
+    mode, timed, site = _choose(block, n if rows else m, work)
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
