@@ -407,7 +407,8 @@ def matmul(a, b, out=None):
         block(*parts[0])
         for f in futures:
             f.result()
-    else:  # one product in BLAS's threads (same numbers: BLAS splits rows/columns too)
+    else:  # one product in BLAS's threads; equal to the blocks' up to float rounding (OpenBLAS's
+        # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
         _set_blas_threads(threads)
         block(0, n if rows else m)
     if timed:

@@ -24,6 +24,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["nchw", "nhwc"])
+def layout(request, monkeypatch):
+    """Both im2col lowerings of the default path (NCHW runs of image rows, NHWC runs of
+    ``kw*C`` values), forced in turn: each must give the same convolution."""
+    from nnparts.functional import conv
+
+    monkeypatch.setattr(conv, "LAYOUT", request.param)
+    return request.param
+
+
 def _torch_conv(torch, x, w, b, stride, padding, g):
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
@@ -35,7 +45,7 @@ def _torch_conv(torch, x, w, b, stride, padding, g):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_conv2d_matches_torch(torch, rng, case, with_bias):
+def test_conv2d_matches_torch(torch, rng, case, with_bias, layout):
     N, C, H, W, O, kh, kw, stride, padding = case
     x = rng.standard_normal((N, C, H, W))
     w = rng.standard_normal((O, C, kh, kw))
@@ -62,8 +72,19 @@ def test_conv2d_matches_torch(torch, rng, case, with_bias):
     sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
     seed=st.integers(0, 10_000),
 )  # fmt: skip
-def test_conv2d_random_shapes_match_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed):
+@pytest.mark.parametrize("lowering", ["nchw", "nhwc"])
+def test_conv2d_random_shapes_match_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed, lowering):
     torch = pytest.importorskip("torch")
+    from nnparts.functional import conv
+
+    conv.LAYOUT = lowering  # hypothesis runs many examples per test: no function-scoped fixture
+    try:
+        _random_case(torch, n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed)
+    finally:
+        conv.LAYOUT = "auto"
+
+
+def _random_case(torch, n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((o, c, kh, kw))
@@ -82,7 +103,7 @@ def test_conv2d_random_shapes_match_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw,
 @pytest.mark.parametrize(
     "stride, padding, kernel", [(1, 1, (3, 3)), (2, 0, (3, 2)), ((1, 2), (2, 1), (2, 3))]
 )
-def test_conv2d_gradcheck(rng, stride, padding, kernel):
+def test_conv2d_gradcheck(rng, stride, padding, kernel, layout):
     x = nnparts.Tensor(rng.standard_normal((2, 2, 5, 4)), requires_grad=True)
     w = nnparts.Tensor(rng.standard_normal((3, 2, *kernel)), requires_grad=True)
     b = nnparts.Tensor(rng.standard_normal(3), requires_grad=True)
@@ -214,7 +235,7 @@ def test_scratch_buffers_do_not_leak_between_calls(torch, rng):
 )
 @pytest.mark.parametrize("num_threads", [1, 3])
 def test_conv2d_in_chunks_of_samples_matches_torch(
-    torch, rng, monkeypatch, kernel, stride, padding, path, num_threads
+    torch, rng, monkeypatch, kernel, stride, padding, path, num_threads, layout
 ):
     """The batch is walked a few samples at a time (chunks of ~CHUNK_BYTES of col^T), on each
     thread: with tiny chunks, 13 samples make full chunks, a remainder chunk and one-sample
@@ -241,6 +262,30 @@ def test_conv2d_in_chunks_of_samples_matches_torch(
     np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-10, rtol=0)
     np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-10, rtol=0)
     np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-10, rtol=0)
+
+
+def test_layout_rule_takes_channels_last_for_long_runs():
+    """NHWC when its copied runs (``kw*C`` values) are at least an image row (``OW``): the later,
+    many-channel layers; a 1- or 3-channel first layer stays NCHW."""
+    from nnparts.functional import conv
+
+    assert not conv._channels_last(1, 3, 28, 1)
+    assert not conv._channels_last(3, 3, 32, 1)
+    assert conv._channels_last(18, 3, 28, 1)
+    assert conv._channels_last(96, 3, 3, 1)
+    assert conv._channels_last(32, 3, 7, 2)
+
+
+def test_channels_last_lowering_is_the_course_col_with_reordered_columns(rng):
+    """Row ``(n, i, j)`` of the NHWC lowering holds the receptive field of output ``(i, j)``
+    in ``(p, q, c)`` order: the NCHW ``col`` with its columns permuted, nothing else."""
+    from nnparts.functional import conv
+
+    x = rng.standard_normal((3, 4, 6, 5))
+    nchw = conv._lowered(x, (3, 2), (2, 1), (1, 1), 3, 6, False, x.dtype).copy()  # scratch: copy
+    nhwc = conv._lowered(x, (3, 2), (2, 1), (1, 1), 3, 6, True, x.dtype)  # the same scratch buffer
+    reordered = nchw.reshape(4, 3, 2, -1).transpose(1, 2, 0, 3).reshape(24, -1)
+    np.testing.assert_array_equal(nhwc, reordered)
 
 
 def test_conv2d_saves_the_input_not_its_im2col(rng):
