@@ -14,6 +14,7 @@ changes (``--policy default|pool-off|blas1``, see ``benchmarks/_bench.py``).
     python benchmarks/profile_ops.py --model resnet --steps 40 --policy pool-off
     python benchmarks/profile_ops.py --model mlp_bn
     python benchmarks/profile_ops.py --model fast --batch-size 256   # recipes/fast.yaml's net
+    python benchmarks/profile_ops.py --model densenet --steps 10     # recipes/densenet.yaml's
 """
 
 from __future__ import annotations
@@ -90,23 +91,27 @@ def build(model: str):
         layers.append(nn.Linear(width, 10, rng=99))
         net = nn.Sequential(*layers)
         shape = (784,)
-    elif model == "fast":  # recipes/fast.yaml's network
+    elif model in ("fast", "densenet"):  # recipes/fast.yaml's / recipes/densenet.yaml's network
         from nnparts.train import config as configs
         from nnparts.train.models import build_model, fit_whitening
 
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-        cfg = configs.resolve(configs.load_file(os.path.join(root, "recipes", "fast.yaml")))
+        cfg = configs.resolve(configs.load_file(os.path.join(root, "recipes", f"{model}.yaml")))
         net = build_model(cfg["model"], (1, 28, 28), 10, rng=0)
         fit_whitening(net, np.random.default_rng(0).random((512, 1, 28, 28), dtype=np.float32))
         shape = (1, 28, 28)
     else:
-        raise SystemExit(f"unknown model {model!r}; choose cnn, resnet, mlp, mlp_bn or fast")
+        raise SystemExit(
+            f"unknown model {model!r}; choose cnn, resnet, mlp, mlp_bn, fast or densenet"
+        )
     return net, shape
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cnn", help="cnn | resnet | mlp | mlp_bn | fast")
+    ap.add_argument(
+        "--model", default="cnn", help="cnn | resnet | mlp | mlp_bn | fast | densenet"
+    )
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
