@@ -147,6 +147,36 @@ def test_batchnorm_backward_is_closed_form(rng):
     np.testing.assert_allclose(xo.grad, expected, atol=1e-12)
 
 
+def test_batchnorm_training_keeps_no_copy_of_its_input(rng):
+    """The training-mode BatchNorm saves its input itself (held by the graph anyway) and the
+    per-channel statistics, not a centred copy of the input: one array of the input's size
+    fewer per layer until the backward, as PyTorch."""
+    x = nnparts.Tensor(rng.standard_normal((6, 3, 5, 4)).astype(np.float32), requires_grad=True)
+    y = nn.BatchNorm2d(3)(x)
+    saved = y._ctx[1].saved
+    big = [a for a in saved if a is not None and a.size == x.data.size]
+    assert len(big) == 1 and np.shares_memory(big[0], x.data)
+    assert sum(a.size for a in saved if a is not None) <= x.data.size + 3 * 3
+
+
+def test_batchnorm_scratch_is_not_shared_between_layers(torch, rng):
+    """The centred values live in a per-thread scratch buffer: two BatchNorm layers of different
+    sizes back to back (the second's forward reuses the buffer before the first's backward)
+    still give PyTorch's gradients."""
+    x = rng.standard_normal((4, 3, 6, 6))
+    X = nnparts.Tensor(x, requires_grad=True)
+    bn1, bn2 = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+    y = bn2(bn1(X) * 2.0 + 1.0)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    t1, t2 = torch.nn.BatchNorm2d(3).double(), torch.nn.BatchNorm2d(3).double()
+    ty = t2(t1(tx) * 2.0 + 1.0)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-8)
+    np.testing.assert_allclose(bn1.weight.grad, t1.weight.grad.numpy(), atol=1e-8)
+
+
 def test_batchnorm_float32_stays_float32(rng):
     bn = nn.BatchNorm2d(3)
     x = Tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)

@@ -29,6 +29,7 @@ Signatures follow ``torch.nn.functional``.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -74,13 +75,34 @@ def _bshape(a: np.ndarray, ndim: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # batch normalization
 # --------------------------------------------------------------------------------------------
+class _Scratch(threading.local):
+    """One reusable 1-D buffer per thread for BatchNorm's centred values ``x - mu``, which live
+    only inside one forward or backward call (never handed to the graph or the caller)."""
+
+    def __init__(self):
+        self.buf = None
+
+    def get(self, shape, dtype) -> np.ndarray:
+        size = math.prod(shape)
+        if self.buf is None or self.buf.dtype != dtype or self.buf.size < size:
+            self.buf = np.empty(size, dtype=dtype)
+        return self.buf[:size].reshape(shape)
+
+
+_scratch = _Scratch()
+
+
 class BatchNormTrain(Function):
     """Training-mode batch normalization with batch statistics, per channel.
 
     Forward: ``xc = x - mu``, ``var = mean(xc^2)``, ``inv_std = 1/sqrt(var + eps)``,
     ``y = xc * (gamma * inv_std) + beta``: gamma and inv_std are folded into one per-channel
-    scale so the output costs a single multiply-add pass. ``xc`` and ``inv_std`` are saved
-    (``x_hat = xc * inv_std`` is never stored).
+    scale so the output costs a single multiply-add pass.
+
+    Saved for the backward: the input ``x`` itself (the graph holds it anyway, as the parent of
+    this node), ``mu`` and ``inv_std``. ``xc`` is a per-thread scratch buffer, recomputed in the
+    backward (one subtraction pass): storing it would keep one more array of the input's size
+    per BatchNorm layer until the backward, which put a ResNet's peak memory above PyTorch's.
 
     Backward, the closed form
     ``dx = (1/m) inv_std (m dx_hat - sum dx_hat - x_hat sum dx_hat x_hat)``
@@ -98,14 +120,14 @@ class BatchNormTrain(Function):
         m = x.size // x.shape[1]
         C = x.shape[1]
         dt = np.result_type(x, weight) if weight is not None else x.dtype
-        xc = np.empty(xv.shape, dtype=dt)
         y = np.empty(xv.shape, dtype=dt)
         mean = np.empty(C, dtype=x.dtype)
         var = np.empty(C, dtype=dt)
         inv_std = np.empty(C, dtype=dt)
 
         def channels(s, e):  # a range of channels, on one thread of nnparts.threads
-            xs, xcs = xv[:, s:e], xc[:, s:e]
+            xs = xv[:, s:e]
+            xcs = _scratch.get(xs.shape, dt)
             mean[s:e] = _channel_sum(xs) / m
             np.subtract(xs, _bshape(mean[s:e], xv.ndim), out=xcs)
             var[s:e] = _channel_dot(xcs, xcs) / m
@@ -118,38 +140,42 @@ class BatchNormTrain(Function):
         threads.parallel_for(C, x.size, channels)
         if stats is not None:  # hand the batch statistics to the caller (running averages)
             stats["mean"], stats["var"] = mean, var
-        ctx.save(xc, inv_std, weight)
+        ctx.save(xv, mean, inv_std, weight)
         ctx.m = m
         ctx.shape = x.shape
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        xc, inv_std, weight = ctx.saved
+        xv, mean, inv_std, weight = ctx.saved
         m = ctx.m
         gv = _channel_view(g)
-        C = xc.shape[1]
+        C = xv.shape[1]
         needs = ctx.needs_grad
-        dbeta = np.empty(C, dtype=np.result_type(g, xc))
-        dgamma = np.empty(C, dtype=dbeta.dtype)
-        dx = np.empty(xc.shape, dtype=np.result_type(g, xc)) if needs[0] else None
+        dt = np.result_type(g, inv_std)
+        dbeta = np.empty(C, dtype=dt)
+        dgamma = np.empty(C, dtype=dt)
+        dx = np.empty(xv.shape, dtype=dt) if needs[0] else None
 
         def channels(s, e):  # a range of channels, on one thread of nnparts.threads
-            gs, xcs = gv[:, s:e], xc[:, s:e]
+            gs, xs = gv[:, s:e], xv[:, s:e]
+            xcs = _scratch.get(xs.shape, dt)
+            np.subtract(xs, _bshape(mean[s:e], xv.ndim), out=xcs)
             dbeta[s:e] = _channel_sum(gs)
             dgamma[s:e] = _channel_dot(gs, xcs) * inv_std[s:e]  # sum(dy * x_hat)
             if dx is None:
                 return
             inv = inv_std[s:e]
             k = inv if weight is None else weight[s:e] * inv
-            a = _bshape((k * inv * dgamma[s:e] / m).astype(xc.dtype, copy=False), xc.ndim)
-            c = _bshape((k * dbeta[s:e] / m).astype(xc.dtype, copy=False), xc.ndim)
+            a = _bshape((k * inv * dgamma[s:e] / m).astype(dt, copy=False), xv.ndim)
+            c = _bshape((k * dbeta[s:e] / m).astype(dt, copy=False), xv.ndim)
             out = dx[:, s:e]
-            np.multiply(gs, _bshape(k.astype(xc.dtype, copy=False), xc.ndim), out=out)
-            out -= xcs * a
+            np.multiply(gs, _bshape(k.astype(dt, copy=False), xv.ndim), out=out)
+            xcs *= a  # the scratch is free now: no temporary for xc * a
+            out -= xcs
             out -= c
 
-        threads.parallel_for(C, xc.size, channels)
+        threads.parallel_for(C, xv.size, channels)
         if dx is not None:
             dx = dx.reshape(ctx.shape)
         if weight is None:
