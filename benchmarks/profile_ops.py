@@ -109,9 +109,7 @@ def build(model: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--model", default="cnn", help="cnn | resnet | mlp | mlp_bn | fast | densenet"
-    )
+    ap.add_argument("--model", default="cnn", help="cnn | resnet | mlp | mlp_bn | fast | densenet")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
