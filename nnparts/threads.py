@@ -314,13 +314,27 @@ def _run(total, work, fn, parts, collect):
         pool = _pool()
         futures = [pool.submit(fn, *p) for p in parts[1:]]
         first = fn(*parts[0])
-        results = [first] + [f.result() for f in futures]
+        results = [first] + [_finish(f, fn, *p) for f, p in zip(futures, parts[1:])]
     else:
         _set_blas_threads(get_num_threads())
         results = [fn(*p) for p in parts]
     if timed:
         site.record(mode, time.perf_counter() - start)
     return results if collect else None
+
+
+def _finish(future, fn, *args):
+    """The result of a chunk handed to the pool; if no pool thread has started it by the time the
+    calling thread is done with its own chunk, the calling thread takes it back and runs it.
+
+    A pool thread is late to start when its core is busy with another process (or slow to wake):
+    waiting for it then costs a scheduler time slice, longer than a small op itself. Taking the
+    chunk back makes the op no slower than running it on one thread. Same chunk, same function,
+    BLAS at one thread either way: the numbers do not depend on which thread ran it.
+    """
+    if future.cancel():
+        return fn(*args)
+    return future.result()
 
 
 def parallel_for(total: int, work: int, fn) -> None:
@@ -355,7 +369,7 @@ def parallel_tasks(work: int, *tasks) -> list:
         _set_blas_threads(1)
         pool = _pool()
         futures = [pool.submit(task) for task in tasks[1:]]
-        results = [tasks[0]()] + [f.result() for f in futures]
+        results = [tasks[0]()] + [_finish(f, t) for f, t in zip(futures, tasks[1:])]
     else:
         _set_blas_threads(get_num_threads())
         results = [task() for task in tasks]
@@ -405,8 +419,8 @@ def matmul(a, b, out=None):
         pool = _pool()
         futures = [pool.submit(block, *p) for p in parts[1:]]
         block(*parts[0])
-        for f in futures:
-            f.result()
+        for f, p in zip(futures, parts[1:]):
+            _finish(f, block, *p)
     else:  # one product in BLAS's threads; equal to the blocks' up to float rounding (OpenBLAS's
         # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
         _set_blas_threads(threads)

@@ -348,3 +348,50 @@ def test_auto_policy_reproduces_a_training_run_to_float_rounding(fashion_dir):
         a, b = first["history"][0][key], second["history"][0][key]
         assert a == pytest.approx(b, rel=1e-5), key
     assert first["test_loss"] == pytest.approx(second["test_loss"], rel=1e-5)
+
+
+def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread():
+    """A pool thread held up elsewhere (its core busy with another process) never holds up an op:
+    the calling thread takes back the chunk nobody started, and the results are the same."""
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("pool")
+    release = threading.Event()
+    try:
+        blocker = threads._pool().submit(release.wait, 10)  # the only pool thread is busy
+        ran_on = {}
+
+        def chunk(s, e):
+            ran_on[(s, e)] = threading.get_ident()
+            return sum(range(s, e))
+
+        results = threads.parallel_map(10, 1 << 20, chunk)
+        assert results == [sum(range(0, 5)), sum(range(5, 10))]
+        assert set(ran_on.values()) == {threading.get_ident()}
+        out = np.zeros(10)
+        threads.parallel_for(10, 1 << 20, lambda s, e: out.__setitem__(slice(s, e), 1.0))
+        assert out.sum() == 10
+        assert not blocker.done()
+    finally:
+        release.set()
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
+    # and when the pool thread is free, it does take its chunk
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    threads.set_policy("pool")
+    try:
+        idents = set()
+
+        def slow(s, e):
+            idents.add(threading.get_ident())
+            time.sleep(0.2)
+
+        threads.parallel_for(2, 1 << 20, slow)
+        assert len(idents) == 2
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
