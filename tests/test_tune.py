@@ -740,8 +740,10 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_di
     from nnparts.tune.run import tune
 
     # trials of a few seconds: on a fast, idle machine 4-epoch trials could end between the
-    # moment one is seen running and the Ctrl-C, and the last one then exits with 0
-    config = kill_config(tmp_path, fashion_dir, epochs=16)
+    # moment one is seen running and the Ctrl-C, and the last one then exits with 0; 16-epoch
+    # trials (under a second each on an AVX2 machine) could all end between two polls of the
+    # study, so none was ever seen running
+    config = kill_config(tmp_path, fashion_dir, epochs=48)
     out = tmp_path / "interrupt"
     requested = 4
     proc = subprocess.Popen(
@@ -763,7 +765,10 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_di
                 continue
             if t is not None:
                 number = t.number
-        assert number is not None, "no running trial seen"
+        assert number is not None, (
+            f"no running trial seen (worker exit code {proc.poll()}; a finished study means the "
+            "trials ran faster than the polling)"
+        )
         proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of a trial
         stdout, stderr = proc.communicate(timeout=60)
     finally:
