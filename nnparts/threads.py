@@ -323,6 +323,27 @@ def _run(total, work, fn, parts, collect):
     return results if collect else None
 
 
+_scratch = threading.local()
+
+
+def scratch(role: str, size: int, dtype):
+    """The first ``size`` elements of this thread's reusable 1-D buffer for ``role`` (grown when
+    too small), for arrays that live inside one op call and are never handed to the graph or
+    the caller (im2col columns, GEMM blocks, BatchNorm's centred values). Each thread of the pool
+    has its own; reusing them skips the page faults of freshly mapped memory, which cost as much
+    as the copies themselves."""
+    import numpy as np
+
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    key = (role, np.dtype(dtype).str)
+    buf = buffers.get(key)
+    if buf is None or buf.size < size:
+        buf = buffers[key] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
 def _finish(future, fn, *args):
     """The result of a chunk handed to the pool; if no pool thread has started it by the time the
     calling thread is done with its own chunk, the calling thread takes it back and runs it.

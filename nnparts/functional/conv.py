@@ -114,26 +114,15 @@ def _check_conv_args(x_shape, w_shape, b_shape, stride, padding):
 
 
 class _Workspace(threading.local):
-    """Scratch arrays reused across training steps, one set per thread.
+    """Zero-bordered padded chunks reused across training steps, one set per thread (the other
+    scratch arrays of a call come from :func:`nnparts.threads.scratch`).
 
-    Only arrays that live inside a single forward or backward call are kept here (a chunk's
-    padded input, its ``col^T``, its GEMM result, ``dout^T``, ``dcol``): nothing handed to the
-    autograd graph or returned to the caller ever comes from it. Reusing them skips the page
-    faults of freshly mapped memory, which cost as much as the copies themselves.
+    Only arrays that live inside a single forward or backward call are kept here: nothing handed
+    to the autograd graph or returned to the caller ever comes from it.
     """
 
     def __init__(self):
-        self.flats = {}
         self.padded = {}
-
-    def flat(self, role: str, size: int, dtype) -> np.ndarray:
-        """The first ``size`` elements of this thread's 1-D buffer for ``role`` (grown when too
-        small), so chunks of any number of samples share one buffer per role."""
-        key = (role, np.dtype(dtype).str)
-        buf = self.flats.get(key)
-        if buf is None or buf.size < size:
-            buf = self.flats[key] = np.empty(size, dtype=dtype)
-        return buf[:size]
 
     def padded_chunk(self, m: int, shape: tuple, padding: tuple, dtype) -> np.ndarray:
         """A ``(m, C, H + 2*ph, W + 2*pw)`` array whose border is zero. Only the interior is ever
@@ -262,7 +251,7 @@ def _lowered(x, kernel, stride, padding, OH, OW, last, dtype, role="col"):
     kh, kw = kernel
     n, C = x.shape[:2]
     K, L = C * kh * kw, OH * OW
-    buf = _workspace.flat(role, K * n * L, dtype)
+    buf = threads.scratch(role, K * n * L, dtype)
     if last:
         col = buf.reshape(n, OH, OW, kh, kw * C)
         _unfold_last(x, col, kernel, stride, padding)
@@ -290,7 +279,7 @@ def _fold(dcol, dx, stride, padding) -> None:
     sh, sw = stride
     ph, pw = padding
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    acc = _workspace.flat("fold", C * n * Hp * Wp, dcol.dtype).reshape(C, n, Hp, Wp)
+    acc = threads.scratch("fold", C * n * Hp * Wp, dcol.dtype).reshape(C, n, Hp, Wp)
     acc.fill(0)
     h_span, w_span = sh * (OH - 1) + 1, sw * (OW - 1) + 1
     for i in range(kh):
@@ -348,7 +337,7 @@ class Conv2d(Function):
                     if b_col is not None:
                         out[a] += b_col
                     continue
-                block = _workspace.flat("out", O * m * L, dtype).reshape(O, m * L)
+                block = threads.scratch("out", O * m * L, dtype).reshape(O, m * L)
                 np.matmul(w_gemm, col_t, out=block)
                 if b_col is not None:
                     block += b_col
@@ -359,7 +348,7 @@ class Conv2d(Function):
         ctx.save(x, w_row)
         ctx.shapes = (x.shape, weight.shape, (OH, OW))
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        ctx.stride, ctx.padding = stride, padding
+        ctx.stride, ctx.padding, ctx.last = stride, padding, last
         return out.reshape(N, O, OH, OW)
 
     @staticmethod
@@ -380,7 +369,7 @@ class Conv2d(Function):
         # dx of a stride-1 convolution = conv(dout padded by k-1-p, flipped weights (C, O, kh, kw))
         t_pad = (kh - 1 - padding[0], kw - 1 - padding[1])
         transposed = need_x and stride == (1, 1) and min(t_pad) >= 0
-        last = not pointwise and _channels_last(C, kw, OW, stride[1])  # as in the forward
+        last = ctx.last  # the forward's lowering: gw's rows are in its column order
         if transposed:  # its input dout has O channels and H x W outputs
             last_t = _channels_last(O, kw, W, 1)
             w_flip = w_row.reshape(w_shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
@@ -396,7 +385,7 @@ class Conv2d(Function):
                 if m == 1:
                     g_t = g[a].reshape(O, L)  # one sample: dout^T is a view
                 else:  # (m, O, L) -> (O, m, L): contiguous rows of OH*OW values
-                    g_t = _workspace.flat("g", O * m * L, dtype).reshape(O, m * L)
+                    g_t = threads.scratch("g", O * m * L, dtype).reshape(O, m * L)
                     np.copyto(
                         g_t.reshape(O, m, L), g[a : a + m].reshape(m, O, L).transpose(1, 0, 2)
                     )
@@ -431,14 +420,14 @@ class Conv2d(Function):
                     if m == 1:
                         np.matmul(w_flip, gcol_t, out=dx[a].reshape(C, H * W))
                     else:
-                        block = _workspace.flat("dx", C * m * H * W, dtype).reshape(C, m * H * W)
+                        block = threads.scratch("dx", C * m * H * W, dtype).reshape(C, m * H * W)
                         np.matmul(w_flip, gcol_t, out=block)
                         np.copyto(
                             dx[a : a + m].reshape(m, C, H * W),
                             block.reshape(C, m, H * W).transpose(1, 0, 2),
                         )
                 else:
-                    dcol = _workspace.flat("dcol", K * m * L, dtype)
+                    dcol = threads.scratch("dcol", K * m * L, dtype)
                     np.matmul(w_row.T, g_t, out=dcol.reshape(K, m * L))  # dcol^T = W_col^T dout^T
                     _fold(dcol.reshape(C, kh, kw, m, OH, OW), dx[a : a + m], stride, padding)
             return gw, gb

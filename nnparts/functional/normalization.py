@@ -29,7 +29,6 @@ Signatures follow ``torch.nn.functional``.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
@@ -75,23 +74,6 @@ def _bshape(a: np.ndarray, ndim: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # batch normalization
 # --------------------------------------------------------------------------------------------
-class _Scratch(threading.local):
-    """One reusable 1-D buffer per thread for BatchNorm's centred values ``x - mu``, which live
-    only inside one forward or backward call (never handed to the graph or the caller)."""
-
-    def __init__(self):
-        self.buf = None
-
-    def get(self, shape, dtype) -> np.ndarray:
-        size = math.prod(shape)
-        if self.buf is None or self.buf.dtype != dtype or self.buf.size < size:
-            self.buf = np.empty(size, dtype=dtype)
-        return self.buf[:size].reshape(shape)
-
-
-_scratch = _Scratch()
-
-
 class BatchNormTrain(Function):
     """Training-mode batch normalization with batch statistics, per channel.
 
@@ -100,9 +82,10 @@ class BatchNormTrain(Function):
     scale so the output costs a single multiply-add pass.
 
     Saved for the backward: the input ``x`` itself (the graph holds it anyway, as the parent of
-    this node), ``mu`` and ``inv_std``. ``xc`` is a per-thread scratch buffer, recomputed in the
-    backward (one subtraction pass): storing it would keep one more array of the input's size
-    per BatchNorm layer until the backward, which put a ResNet's peak memory above PyTorch's.
+    this node), ``mu`` and ``inv_std``. ``xc`` lives in a per-thread scratch buffer
+    (:func:`nnparts.threads.scratch`) and is recomputed in the backward (one subtraction pass):
+    storing it would keep one more array of the input's size per BatchNorm layer until the
+    backward, which put a ResNet's peak memory above PyTorch's.
 
     Backward, the closed form
     ``dx = (1/m) inv_std (m dx_hat - sum dx_hat - x_hat sum dx_hat x_hat)``
@@ -127,7 +110,7 @@ class BatchNormTrain(Function):
 
         def channels(s, e):  # a range of channels, on one thread of nnparts.threads
             xs = xv[:, s:e]
-            xcs = _scratch.get(xs.shape, dt)
+            xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
             mean[s:e] = _channel_sum(xs) / m
             np.subtract(xs, _bshape(mean[s:e], xv.ndim), out=xcs)
             var[s:e] = _channel_dot(xcs, xcs) / m
@@ -159,7 +142,7 @@ class BatchNormTrain(Function):
 
         def channels(s, e):  # a range of channels, on one thread of nnparts.threads
             gs, xs = gv[:, s:e], xv[:, s:e]
-            xcs = _scratch.get(xs.shape, dt)
+            xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
             np.subtract(xs, _bshape(mean[s:e], xv.ndim), out=xcs)
             dbeta[s:e] = _channel_sum(gs)
             dgamma[s:e] = _channel_dot(gs, xcs) * inv_std[s:e]  # sum(dy * x_hat)
