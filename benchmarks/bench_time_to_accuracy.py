@@ -1,7 +1,7 @@
 """Time to accuracy: the fast recipe in nnparts and in PyTorch, until a validation target.
 
 Both sides train ``recipes/fast.yaml`` (or ``--config``) on Fashion-MNIST — the same network
-(frozen 3x3 patch-whitening conv with the same fitted filters, conv groups conv-pool-BN-ReLU-
+(the frozen patch-whitening conv with the same fitted filters, conv groups conv-pool-BN-ReLU-
 conv-BN-ReLU with dirac starts, global max pool, linear without bias), the same per-step
 warmup-then-linear-decay schedule, SGD-Nesterov with weight decay and the BatchNorm biases at
 ``norm_bias_lr_scale`` times the lr, label smoothing, an EMA of the weights, and the same
@@ -161,8 +161,10 @@ def torch_run(cfg, target, log):
     for epoch in range(t["epochs"]):
         model.train()
         for xb, yb in loader:
-            if augment is not None:
-                xb, yb = augment(xb, yb, rng)
+            if augment is not None:  # alternating flips also need the batch's indices
+                epoch_seen, index = loader.current_batch
+                extra = dict(index=index, epoch=epoch_seen) if augment.needs_index else {}
+                xb, yb = augment(xb, yb, rng, **extra)
             loss = loss_fn(model(torch.from_numpy(np.ascontiguousarray(xb))), torch.from_numpy(yb))
             opt.zero_grad()
             loss.backward()

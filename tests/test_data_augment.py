@@ -8,6 +8,7 @@ import pytest
 from nnparts import data
 from nnparts.data import (
     AUGMENTATIONS,
+    AlternatingFlip,
     Compose,
     CutMix,
     Cutout,
@@ -97,6 +98,47 @@ def test_flip_probability_per_sample(rng):
     x = np.tile(np.arange(4.0), (2000, 1, 1, 1))
     flipped = HorizontalFlip(p=0.3)(x, rng=rng)[:, 0, 0, 0] == 3
     assert abs(flipped.mean() - 0.3) < 0.05
+
+
+def test_alternating_flip_shows_each_image_once_each_way_in_two_epochs(rng):
+    x = np.tile(np.arange(4.0), (1000, 1, 1, 1))  # every image is the row 0 1 2 3
+    t = AlternatingFlip(seed=3)
+    index = rng.permutation(1000)
+    seen = [t(x, index=index, epoch=e)[:, 0, 0, 0] == 3 for e in range(4)]  # mirrored?
+    assert 0.45 < seen[0].mean() < 0.55  # epoch 0: a fair coin per image
+    for e in range(3):
+        np.testing.assert_array_equal(seen[e + 1], ~seen[e])  # the other way next epoch
+    # a pure function of (seed, dataset index, epoch): batch order and batch size don't matter
+    by_index = np.empty(1000, dtype=bool)
+    by_index[index] = seen[1]
+    perm = rng.permutation(1000)
+    mirrored = AlternatingFlip(seed=3)(x[perm[:7]], index=perm[:7], epoch=1)
+    np.testing.assert_array_equal(mirrored[:, 0, 0, 0] == 3, by_index[perm[:7]])
+    t2 = AlternatingFlip(seed=3)  # coins drawn for small indices first, then for more
+    t2(x[:5], index=np.arange(5), epoch=0)
+    out = t2(x, index=index, epoch=0)
+    np.testing.assert_array_equal(out[:, 0, 0, 0] == 3, seen[0])
+    other = AlternatingFlip(seed=4)(x, index=index, epoch=0)[:, 0, 0, 0] == 3
+    assert not np.array_equal(other, seen[0])
+    np.testing.assert_array_equal(t(x, index=index, epoch=0)[seen[0]], x[seen[0]][..., ::-1])
+
+
+def test_alternating_flip_needs_indices_and_epoch(batch):
+    x, y = batch
+    with pytest.raises(ValueError, match="call it as t.x, y, index=dataset_indices, epoch="):
+        AlternatingFlip()(x, y)
+    with pytest.raises(ValueError, match="index must be the batch's 6 dataset indices"):
+        AlternatingFlip()(x, y, index=np.arange(5), epoch=0)
+    with pytest.raises(ValueError, match="dataset indices must be >= 0, got -1"):
+        AlternatingFlip()(x, y, index=np.arange(-1, 5), epoch=0)
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+        AlternatingFlip()(x, y, index=np.arange(6), epoch=-1)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        AlternatingFlip(seed=-2)
+    pipe = build_augmentation([{"name": "alternating_hflip", "seed": 1}, "random_erasing"])
+    assert pipe.needs_index and not build_augmentation(["hflip"]).needs_index
+    x0, y0 = pipe(x, y, rng=0, index=np.arange(6), epoch=0)
+    assert x0.shape == x.shape and y0 is y
 
 
 def test_random_crop_is_a_shift_within_padding(rng):
@@ -261,19 +303,45 @@ def test_compose_and_build_from_config(batch):
 
 
 def test_build_unknown_name_and_bad_arguments():
-    with pytest.raises(ValueError, match="unknown augmentation 'blur'; valid names: cutmix, cut"):
+    with pytest.raises(ValueError, match="unknown augmentation 'blur'; valid names: alternating_hflip, cutmix, cut"):
         build_augmentation([{"name": "blur"}])
     with pytest.raises(ValueError, match="bad arguments .* for augmentation 'hflip'"):
         build_augmentation([{"name": "hflip", "prob": 0.5}])
     assert set(AUGMENTATIONS) >= {"hflip", "random_crop", "rotation", "elastic", "mixup"}
 
 
-def test_augmentation_is_vectorized_fast_enough():
-    import time
+def _lines_run(fn):
+    """How many lines of Python ``fn()`` executes (all files): a count, not a time."""
+    import sys
 
-    x = np.random.default_rng(0).random((256, 1, 28, 28)).astype(np.float32)
-    pipe = build_augmentation(["hflip", "random_shift", "rotation", "elastic", "random_erasing"])
-    t0 = time.perf_counter()
-    pipe(x, rng=0)
-    assert time.perf_counter() - t0 < 2.0  # a Python loop over pixels would take far longer
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_augmentation_is_vectorized_no_python_loop_over_samples():
+    # the same number of Python lines runs for a batch of 4 and of 256: no loop over samples
+    # or pixels (the one loop allowed is over a pipeline's transforms)
+    pipe = build_augmentation(
+        ["hflip", "random_shift", "rotation", "elastic", "random_erasing", "cutout"]
+    )
+    rng = np.random.default_rng(0)
+    small, large = rng.random((4, 1, 28, 28)), rng.random((256, 1, 28, 28))
+    flips = AlternatingFlip()
+    pipe(small, rng=0)  # first calls import what they need (scipy.ndimage)
+    assert _lines_run(lambda: pipe(small, rng=0)) == _lines_run(lambda: pipe(large, rng=0))
+    assert _lines_run(lambda: flips(small, index=np.arange(4), epoch=1)) == _lines_run(
+        lambda: flips(large, index=np.arange(256), epoch=1)
+    )
     assert data.augment.Transform  # the module is importable by name

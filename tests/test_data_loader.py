@@ -113,6 +113,21 @@ def test_transform_is_applied_per_batch():
     np.testing.assert_array_equal(xb, x[..., ::-1])
 
 
+def test_loader_gives_indexed_transforms_the_batch_indices_and_epoch():
+    from nnparts.data import AlternatingFlip
+
+    x = np.tile(np.arange(3.0), (50, 1, 1, 1))
+    loader = DataLoader(x, None, 8, seed=2, transform=AlternatingFlip(seed=0))
+    assert loader.current_batch is None
+    coins = AlternatingFlip(seed=0).coins(np.arange(50))
+    for epoch in range(3):
+        for b, (xb, _) in enumerate(loader):
+            got_epoch, index = loader.current_batch
+            assert got_epoch == epoch
+            np.testing.assert_array_equal(index, loader.order(epoch)[b * 8 : (b + 1) * 8])
+            np.testing.assert_array_equal(xb[:, 0, 0, 0] == 2, coins[index] ^ bool(epoch % 2))
+
+
 def test_batches_are_gathers_not_views_of_a_copied_dataset():
     x = np.arange(1000, dtype=np.float32).reshape(100, 10)
     loader = DataLoader(x, None, 10, seed=0)

@@ -41,12 +41,12 @@ def test_fast_model_whitens_first_and_starts_its_convs_near_identity():
     model = build_model(cfg["model"], (1, 28, 28), 10, rng=0)
     layers = list(model.children())
     assert isinstance(layers[0], nn.PatchWhitening)
-    assert layers[0].out_channels == 2 * 9  # 3x3 patches of one channel, and their negatives
+    assert layers[0].out_channels == 2 * 4  # 2x2 patches of one channel, and their negatives
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    first = convs[0].weight.data  # 18 -> 24 channels: the first 18 filters are identities
-    identity = nnparts.init.dirac((18, 18, 3, 3))
-    np.testing.assert_array_equal(first[:18], identity)
-    assert np.abs(first[18:]).sum() > 0  # the others keep their random start
+    first = convs[0].weight.data  # 8 -> 32 channels: the first 8 filters are identities
+    identity = nnparts.init.dirac((8, 8, 3, 3))
+    np.testing.assert_array_equal(first[:8], identity)
+    assert np.abs(first[8:]).sum() > 0  # the others keep their random start
     assert model.num_parameters() == configs.estimate_parameters(cfg["model"])
     with pytest.raises(RuntimeError, match="fit"):
         model(nnparts.Tensor(np.zeros((2, 1, 28, 28), np.float32)))
@@ -75,7 +75,7 @@ def test_too_many_conv_groups_for_the_image_size_is_a_clear_error():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"scheduler__warmup_epochs": 9}, "warmup must end before the last of train.epochs=8"),
+        ({"scheduler__warmup_epochs": 11}, "warmup must end before the last of train.epochs=11"),
         ({"train__ema_decay": 1.0}, "ema_decay in"),
         ({"train__tta": "shift"}, "allowed: none, hflip, hflip_shift"),
         ({"optimizer__norm_bias_lr_scale": 0}, "expected a factor > 0"),
@@ -193,3 +193,30 @@ def test_trainer_evaluates_the_averaged_weights():
     np.testing.assert_allclose(trainer.predict(x), averaged)
     assert not np.allclose(raw, averaged)  # the averaged weights differ from the last ones
     np.testing.assert_allclose(predict(net, x), raw)  # and the model got its own back
+
+
+def test_trainer_gives_indexed_augmentations_each_batch_indices_and_epoch():
+    seen = []
+
+    class Record(nnparts.data.Transform):
+        needs_index = True
+
+        def apply_indexed(self, x, y, rng, index, epoch):
+            seen.append((epoch, np.array(index)))
+            return x, y
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 1, 2, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, rng=0))
+    loader = nnparts.data.DataLoader(x, y, batch_size=8, seed=5)
+    opt = nnparts.optim.SGD(net.parameters(), lr=0.1)
+    augment = nnparts.data.Compose([Record(), nnparts.data.AlternatingFlip()])
+    trainer = nnparts.train.Trainer(net, opt, loader, augment=augment, progress=False, log=None)
+    trainer.fit(2)
+    expected = [(e, loader.order(e)[b * 8 : (b + 1) * 8]) for e in range(2) for b in range(3)]
+    assert [e for e, _ in seen] == [e for e, _ in expected]
+    for (_, got), (_, want) in zip(seen, expected):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="needs the dataset indices of each batch, which list"):
+        nnparts.train.Trainer(net, opt, [(x, y)], augment=augment, progress=False, log=None)

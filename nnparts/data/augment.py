@@ -16,6 +16,10 @@ Label-mixing transforms (:class:`Mixup`, :class:`CutMix`, :class:`LabelSmoothing
 indices into soft label rows ``(N, num_classes)`` (float32) that sum to 1; the losses accept
 probability rows as targets (``F.cross_entropy(logits, target_rows)``).
 
+:class:`AlternatingFlip` is the one transform that needs to know *which* samples a batch holds
+and in which epoch: it is called as ``t(x, y, index=..., epoch=...)`` (the Trainer passes the
+batch's dataset indices and epoch from its :class:`~nnparts.data.DataLoader`).
+
 Transforms compose with :class:`Compose`, and :func:`build_augmentation` builds a pipeline
 from a config, e.g. ``[{"name": "hflip", "p": 0.5}, {"name": "random_erasing"}]``.
 """
@@ -30,6 +34,7 @@ __all__ = [
     "Transform",
     "Compose",
     "HorizontalFlip",
+    "AlternatingFlip",
     "RandomCrop",
     "RandomShift",
     "RandomRotation",
@@ -142,6 +147,7 @@ class Transform:
 
     name = ""
     needs_labels = False
+    needs_index = False  # True: called with the batch's dataset indices and epoch
 
     def __init__(self, seed=None):
         self.rng = None if seed is None else get_rng(seed)
@@ -151,16 +157,23 @@ class Transform:
             return get_rng(rng)
         return self.rng if self.rng is not None else get_rng(None)
 
-    def __call__(self, x, y=None, rng=None):
+    def __call__(self, x, y=None, rng=None, index=None, epoch=None):
         x = _images(x, type(self).__name__)
         if self.needs_labels and y is None:
             raise ValueError(f"{type(self).__name__} mixes labels: call it as t(x, y)")
         if y is not None and np.shape(y)[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has shape {np.shape(y)}")
-        x_out, y_out = self.apply(x, y, self._generator(rng))
+        if self.needs_index:
+            index = _batch_index(index, epoch, x, type(self).__name__)
+            x_out, y_out = self.apply_indexed(x, y, self._generator(rng), index, int(epoch))
+        else:
+            x_out, y_out = self.apply(x, y, self._generator(rng))
         return x_out if y is None else (x_out, y_out)
 
     def apply(self, x, y, rng):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply_indexed(self, x, y, rng, index, epoch):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -177,6 +190,27 @@ class Transform:
         skip = {"rng"}
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in skip)
         return f"{type(self).__name__}({args})"
+
+
+def _batch_index(index, epoch, x, name):
+    """The dataset indices ``(N,)`` of a batch, checked, for a transform that needs them."""
+    if index is None or epoch is None:
+        raise ValueError(
+            f"{name} depends on which samples a batch holds and on the epoch: call it as "
+            "t(x, y, index=dataset_indices, epoch=epoch) (the Trainer does this itself, "
+            "from its DataLoader)"
+        )
+    index = np.asarray(index)
+    if index.shape != (x.shape[0],) or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(
+            f"{name}: index must be the batch's {x.shape[0]} dataset indices (ints, shape "
+            f"({x.shape[0]},)), got shape {index.shape} and dtype {index.dtype}"
+        )
+    if index.size and index.min() < 0:
+        raise ValueError(f"{name}: dataset indices must be >= 0, got {int(index.min())}")
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"{name}: epoch must be an int >= 0, got {epoch!r}")
+    return index
 
 
 def _check_p(p):
@@ -198,6 +232,45 @@ class HorizontalFlip(Transform):
     def apply(self, x, y, rng):
         flip = rng.random(x.shape[0]) < self.p
         return np.where(_per_sample(flip, x), x[..., ::-1], x), y
+
+
+class AlternatingFlip(Transform):
+    """Mirror images left-right in alternate epochs (airbench, Jordan 2024).
+
+    In epoch 0, each image is mirrored or not by a fixed coin per dataset index (probability
+    1/2; the coins come from ``seed``, a pure function of the index, so a resumed run gets the
+    same ones). In every later epoch an image is mirrored exactly when it was not in the epoch
+    before: ``flip(i, e) = coin(i) XOR (e odd)``. Any two consecutive epochs therefore show each
+    image once each way, which random flips (:class:`HorizontalFlip`) only do on average: a
+    quarter of the images would be seen the same way twice. The batches' order is still the
+    DataLoader's shuffle. Call as ``t(x, y, index=dataset_indices, epoch=epoch)``.
+    """
+
+    name = "alternating_hflip"
+    needs_index = True
+
+    def __init__(self, seed=0):
+        super().__init__(None)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0 (it fixes the epoch-0 coins), got {seed!r}")
+        self.seed = int(seed)
+        self._coins = np.zeros(0, dtype=bool)
+
+    def coins(self, index) -> np.ndarray:
+        """Whether each dataset index is mirrored in epoch 0."""
+        index = np.asarray(index)
+        need = int(index.max()) + 1 if index.size else 0
+        if need > self._coins.size:  # the generator's stream is prefix-stable: old coins kept
+            size = max(need, 2 * self._coins.size)
+            self._coins = np.random.default_rng(self.seed).random(size) < 0.5
+        return self._coins[index]
+
+    def apply_indexed(self, x, y, rng, index, epoch):
+        flip = self.coins(index) ^ bool(epoch % 2)
+        return np.where(_per_sample(flip, x), x[..., ::-1], x), y
+
+    def __repr__(self):
+        return f"AlternatingFlip(seed={self.seed})"
 
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
@@ -518,13 +591,20 @@ class Compose(Transform):
             if not callable(t):
                 raise ValueError(f"Compose expects callables (transforms), got {t!r}")
 
-    def __call__(self, x, y=None, rng=None):
+    @property
+    def needs_index(self) -> bool:
+        return any(getattr(t, "needs_index", False) for t in self.transforms)
+
+    def __call__(self, x, y=None, rng=None, index=None, epoch=None):
         rng = rng if rng is not None else self.rng
         for t in self.transforms:
-            if y is None:
-                x = t(x, rng=rng) if isinstance(t, Transform) else t(x)
+            if not isinstance(t, Transform):
+                out = t(x) if y is None else t(x, y)
+            elif t.needs_index:
+                out = t(x, y, rng=rng, index=index, epoch=epoch)
             else:
-                x, y = t(x, y, rng=rng) if isinstance(t, Transform) else t(x, y)
+                out = t(x, y, rng=rng)
+            x, y = (out, None) if y is None else out
         return x if y is None else (x, y)
 
     def state_dict(self) -> dict:
@@ -552,6 +632,7 @@ AUGMENTATIONS = {
     cls.name: cls
     for cls in (
         HorizontalFlip,
+        AlternatingFlip,
         RandomCrop,
         RandomShift,
         RandomRotation,

@@ -77,6 +77,9 @@ class DataLoader:
         self.epoch = 0  # the epoch the next iter() serves
         self._start = 0  # batch the next iter() starts at (non-zero only after a resume)
         self._active = None  # (epoch, batches served) of the iteration in progress
+        #: ``(epoch, dataset indices)`` of the batch last served (None before the first), for
+        #: transforms that depend on them (:class:`~nnparts.data.AlternatingFlip`)
+        self.current_batch = None
 
     def __len__(self) -> int:
         n = self.x.shape[0]
@@ -105,10 +108,14 @@ class DataLoader:
             sel = idx[b * bs : (b + 1) * bs]
             xb = self.x[sel]
             yb = None if self.y is None else self.y[sel]
-            if self.transform is not None:
+            if getattr(self.transform, "needs_index", False):
+                out = self.transform(xb, yb, index=sel, epoch=epoch)
+            elif self.transform is not None:
                 out = self.transform(xb) if yb is None else self.transform(xb, yb)
+            if self.transform is not None:
                 xb, yb = out if isinstance(out, tuple) else (out, yb)
             self._active = (epoch, b + 1)
+            self.current_batch = (epoch, sel)
             yield xb, yb
         self._active = None
 

@@ -36,7 +36,9 @@ class Trainer:
         scheduler: an lr scheduler stepped once per epoch (ReduceLROnPlateau gets val_loss).
         callbacks: list of :class:`~nnparts.train.callbacks.Callback`.
         augment: callable ``(x, y, rng) -> (x, targets)`` applied to each training batch;
-            targets may be soft label rows (mixup, CutMix).
+            targets may be soft label rows (mixup, CutMix). One whose ``needs_index`` is true
+            (alternating flips) is also given the batch's ``index=`` and ``epoch=`` from the
+            loader's ``current_batch``.
         penalty: callable ``model -> Tensor`` added to the loss (L1/L2 regularization).
         grad_clip: max global gradient norm, or None.
         progress: show a progress bar (only where stderr is a terminal).
@@ -73,6 +75,12 @@ class Trainer:
         self.ema = ema
         self.callbacks = list(callbacks)
         self.augment, self.penalty, self.grad_clip = augment, penalty, grad_clip
+        if getattr(augment, "needs_index", False) and not hasattr(loader, "current_batch"):
+            raise ValueError(
+                f"augment {augment!r} needs the dataset indices of each batch, which "
+                f"{type(loader).__name__} does not give (no current_batch); use "
+                "nnparts.data.DataLoader"
+            )
         self.label_smoothing = label_smoothing
         self.progress = progress and sys.stderr.isatty()
         self.eval_batch_size = eval_batch_size
@@ -104,7 +112,10 @@ class Trainer:
         batch_callbacks = [cb for cb in self.callbacks if wants_batch_end(cb)]
         for step, (xb, yb) in enumerate(batches):
             targets = yb
-            if self.augment is not None:
+            if getattr(self.augment, "needs_index", False):  # e.g. alternating flips
+                epoch, index = self.loader.current_batch
+                xb, targets = self.augment(xb, yb, self.rng, index=index, epoch=epoch)
+            elif self.augment is not None:
                 xb, targets = self.augment(xb, yb, self.rng)
             logits = self.model(Tensor(xb))
             loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
