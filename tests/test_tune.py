@@ -70,6 +70,23 @@ def load_study(out, name="search"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{out}/study.db")
 
 
+def study_started(out) -> bool:
+    """Whether a worker has created ``out/study.db``'s tables and its first trial, checked on a
+    read-only connection: a ``load_study`` while the worker is still creating the schema would
+    run optuna's own table creation against it, and one of the two could fail."""
+    import sqlite3
+    from contextlib import closing
+
+    path = out / "study.db"
+    if not path.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as conn:
+            return conn.execute("SELECT count(*) FROM trials").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def states(study):
     counts = {}
     for t in study.get_trials(deepcopy=False):
@@ -480,7 +497,9 @@ def test_coarse_to_fine_second_round_searches_the_narrowed_space(tmp_path, fashi
 
 
 # -- a killed worker ------------------------------------------------------------------------------
-def kill_config(tmp_path, fashion_dir, epochs=4):
+def kill_config(tmp_path, fashion_dir, epochs=48):
+    # trials of a second or more: 4-epoch ones took 0.1-0.4 s on an AVX-512 machine, so a trial
+    # seen running could finish before the SIGKILL reached its worker
     search = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
     return search_config(
         tmp_path,
@@ -539,7 +558,7 @@ def test_embedded_two_workers_survive_a_sigkilled_worker(tmp_path, fashion_dir, 
     deadline = time.time() + 120
     while victim is None and time.time() < deadline and parent.is_alive():
         time.sleep(0.2)
-        if not (out / "study.db").exists():
+        if not study_started(out):
             continue
         try:
             t, pid = running_trial_of(load_study(out), set(_children(os.getpid())))
@@ -743,7 +762,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_di
     # moment one is seen running and the Ctrl-C, and the last one then exits with 0; 16-epoch
     # trials (under a second each on an AVX2 machine) could all end between two polls of the
     # study, so none was ever seen running
-    config = kill_config(tmp_path, fashion_dir, epochs=48)
+    config = kill_config(tmp_path, fashion_dir)
     out = tmp_path / "interrupt"
     requested = 4
     proc = subprocess.Popen(
@@ -757,7 +776,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_di
         deadline = time.time() + 120
         while number is None and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            if not (out / "study.db").exists():
+            if not study_started(out):
                 continue
             try:
                 t, _ = running_trial_of(load_study(out), {proc.pid})
@@ -765,10 +784,12 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_the_study(tmp_path, fashion_di
                 continue
             if t is not None:
                 number = t.number
-        assert number is not None, (
-            f"no running trial seen (worker exit code {proc.poll()}; a finished study means the "
-            "trials ran faster than the polling)"
-        )
+        if number is None:  # say why: a worker that exited left its error on stderr
+            stderr = proc.communicate(timeout=60)[1] if proc.poll() is not None else ""
+            raise AssertionError(
+                f"no running trial seen (worker exit code {proc.poll()}; a finished study means "
+                f"the trials ran faster than the polling); the worker's stderr: {stderr[-3000:]}"
+            )
         proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of a trial
         stdout, stderr = proc.communicate(timeout=60)
     finally:
