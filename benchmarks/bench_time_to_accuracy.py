@@ -161,10 +161,8 @@ def torch_run(cfg, target, log):
     for epoch in range(t["epochs"]):
         model.train()
         for xb, yb in loader:
-            if augment is not None:  # alternating flips also need the batch's indices
-                epoch_seen, index = loader.current_batch
-                extra = dict(index=index, epoch=epoch_seen) if augment.needs_index else {}
-                xb, yb = augment(xb, yb, rng, **extra)
+            if augment is not None:  # alternating flips also get the batch's indices
+                xb, yb = datasets.augment_batch(augment, xb, yb, rng, loader.current_batch)
             loss = loss_fn(model(torch.from_numpy(np.ascontiguousarray(xb))), torch.from_numpy(yb))
             opt.zero_grad()
             loss.backward()

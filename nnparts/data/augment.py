@@ -47,6 +47,7 @@ __all__ = [
     "LabelSmoothing",
     "AUGMENTATIONS",
     "build_augmentation",
+    "augment_batch",
     "one_hot",
 ]
 
@@ -211,6 +212,21 @@ def _batch_index(index, epoch, x, name):
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise ValueError(f"{name}: epoch must be an int >= 0, got {epoch!r}")
     return index
+
+
+def augment_batch(transform, x, y, rng=None, batch=None):
+    """``transform`` applied to one batch, as ``(x, y)``: the one place that decides how to call
+    it (DataLoader, Trainer and the benchmarks use it). ``batch`` is ``(epoch, dataset
+    indices)`` (a DataLoader's ``current_batch``), handed to a transform whose ``needs_index``
+    is true; ``rng=None`` calls ``transform(x, y)`` (or ``transform(x)`` without labels)."""
+    if getattr(transform, "needs_index", False):
+        epoch, index = batch if batch is not None else (None, None)
+        out = transform(x, y, rng, index=index, epoch=epoch)
+    elif rng is None:
+        out = transform(x) if y is None else transform(x, y)
+    else:
+        out = transform(x, y, rng)
+    return out if isinstance(out, tuple) else (out, y)
 
 
 def _check_p(p):

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from nnparts.data.augment import augment_batch
 from nnparts.random import get_rng
 
 __all__ = ["DataLoader"]
@@ -108,12 +109,8 @@ class DataLoader:
             sel = idx[b * bs : (b + 1) * bs]
             xb = self.x[sel]
             yb = None if self.y is None else self.y[sel]
-            if getattr(self.transform, "needs_index", False):
-                out = self.transform(xb, yb, index=sel, epoch=epoch)
-            elif self.transform is not None:
-                out = self.transform(xb) if yb is None else self.transform(xb, yb)
             if self.transform is not None:
-                xb, yb = out if isinstance(out, tuple) else (out, yb)
+                xb, yb = augment_batch(self.transform, xb, yb, batch=(epoch, sel))
             self._active = (epoch, b + 1)
             self.current_batch = (epoch, sel)
             yield xb, yb

@@ -10,6 +10,7 @@ import numpy as np
 import nnparts
 from nnparts import functional as F
 from nnparts import random as nnrandom
+from nnparts.data.augment import augment_batch
 from nnparts.optim.lr_scheduler import ReduceLROnPlateau
 from nnparts.tensor import Tensor, no_grad
 from nnparts.train import checkpoint as ckpt
@@ -112,11 +113,9 @@ class Trainer:
         batch_callbacks = [cb for cb in self.callbacks if wants_batch_end(cb)]
         for step, (xb, yb) in enumerate(batches):
             targets = yb
-            if getattr(self.augment, "needs_index", False):  # e.g. alternating flips
-                epoch, index = self.loader.current_batch
-                xb, targets = self.augment(xb, yb, self.rng, index=index, epoch=epoch)
-            elif self.augment is not None:
-                xb, targets = self.augment(xb, yb, self.rng)
+            if self.augment is not None:  # alternating flips also get the batch's indices
+                batch = getattr(self.loader, "current_batch", None)
+                xb, targets = augment_batch(self.augment, xb, yb, self.rng, batch)
             logits = self.model(Tensor(xb))
             loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
             if self.penalty is not None:
