@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench  # noqa: E402
 import numpy as np  # noqa: E402
 
-LAYERS = [(18, 24, 28), (24, 24, 14), (24, 48, 14), (48, 48, 7), (48, 96, 7), (96, 96, 3)]
+LAYERS = [(8, 32, 27), (32, 32, 13), (32, 64, 13), (64, 64, 6), (64, 128, 6), (128, 128, 3)]
 
 
 def time_layer(c: int, o: int, h: int, batch: int, rounds: int) -> list:

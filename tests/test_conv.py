@@ -113,17 +113,21 @@ def test_conv2d_gradcheck(rng, stride, padding, kernel, layout):
 
 
 def test_conv2d_stack_and_channels_last_input(torch, rng):
-    """A stack of convolutions equals PyTorch; outputs are C-contiguous NCHW, and an input whose
-    memory is channels-last (NHWC seen as NCHW, as PyTorch's channels_last) gives the same
-    numbers and gradients."""
+    """A stack of convolutions equals PyTorch; a layer lowered channels-last returns its output
+    channels-last (NHWC memory seen as NCHW, PyTorch's channels_last), an NCHW-lowered one
+    NCHW; an input whose memory is channels-last gives the same numbers and gradients."""
+    from nnparts.functional.layout import is_channels_last
+
     x = rng.standard_normal((2, 3, 6, 6))
     w1, w2 = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((5, 4, 3, 3))
     X = nnparts.Tensor(x, requires_grad=True)
     W1, W2 = nnparts.Tensor(w1, requires_grad=True), nnparts.Tensor(w2, requires_grad=True)
     h = F.conv2d(X, W1, padding=1)
     assert h.shape == (2, 4, 6, 6)
-    assert h.data.flags.c_contiguous
+    assert is_channels_last(h.data)  # 3 channels, 3 wide kernel: runs of 9 >= 6 columns
+    assert F.conv2d(X[:, :1], W1[:, :1], padding=1).data.flags.c_contiguous  # 1 channel: NCHW
     y = F.conv2d(h, W2, stride=2)
+    assert is_channels_last(y.data)
     g = rng.standard_normal(y.shape)
     y.backward(g)
     tx, tw1, tw2 = (torch.tensor(a, requires_grad=True) for a in (x, w1, w2))
@@ -139,6 +143,37 @@ def test_conv2d_stack_and_channels_last_input(torch, rng):
     np.testing.assert_allclose(y_cl.data, y.data, atol=1e-12)
     y_cl.backward(g)
     np.testing.assert_allclose(X_cl.grad, X.grad, atol=1e-12)
+    assert is_channels_last(X_cl.grad) and X.grad.flags.c_contiguous  # dx has x's layout
+
+
+@pytest.mark.parametrize("grad_layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride, padding, kernel", [(1, 1, 3), (2, 1, 3), (1, 0, 1), (2, 0, 1)])
+def test_conv2d_channels_last_path_takes_gradients_in_either_layout(
+    torch, rng, grad_layout, stride, padding, kernel
+):
+    """The channels-last convolution's backward gets ``dout`` in whichever layout the next op
+    returns it (BatchNorm and ReLU keep channels-last, a reshape makes it NCHW) and gives the
+    same gradients, equal to PyTorch's, on each backward path (transposed convolution, col2im,
+    1x1)."""
+    from nnparts.functional.layout import is_channels_last
+
+    x = rng.standard_normal((3, 6, 5, 5))
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((4, 6, kernel, kernel))
+    b = rng.standard_normal(4)
+    X, Wt, B = (nnparts.Tensor(a, requires_grad=True) for a in (x_cl, w, b))
+    y = F.conv2d(X, Wt, B, stride=stride, padding=padding)
+    assert is_channels_last(y.data) or y.shape[2:] == (1, 1)
+    g = rng.standard_normal(y.shape)
+    if grad_layout == "channels_last":
+        g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y.backward(g)
+    ty, tx, tw, tb = _torch_conv(torch, x, w, b, stride, padding, np.ascontiguousarray(g))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-10, rtol=0)
+    assert is_channels_last(X.grad)
 
 
 def test_im2col_col2im_are_adjoint(rng):
@@ -234,12 +269,14 @@ def test_scratch_buffers_do_not_leak_between_calls(torch, rng):
     ],
 )
 @pytest.mark.parametrize("num_threads", [1, 3])
+@pytest.mark.parametrize("input_layout", ["nchw", "channels_last"])
 def test_conv2d_in_chunks_of_samples_matches_torch(
-    torch, rng, monkeypatch, kernel, stride, padding, path, num_threads, layout
+    torch, rng, monkeypatch, kernel, stride, padding, path, num_threads, layout, input_layout
 ):
     """The batch is walked a few samples at a time (chunks of ~CHUNK_BYTES of col^T), on each
     thread: with tiny chunks, 13 samples make full chunks, a remainder chunk and one-sample
-    chunks on every path of the backward, and the result still equals PyTorch."""
+    chunks on every path of the backward, for either lowering and input layout, and the result
+    still equals PyTorch."""
     from nnparts import threads
     from nnparts.functional import conv
 
@@ -250,7 +287,10 @@ def test_conv2d_in_chunks_of_samples_matches_torch(
         x = rng.standard_normal((13, 4, 6, 6))
         w = rng.standard_normal((5, 4, kernel, kernel))
         b = rng.standard_normal(5)
-        X, Wt, B = (nnparts.Tensor(a, requires_grad=True) for a in (x, w, b))
+        x_in = x
+        if input_layout == "channels_last":
+            x_in = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        X, Wt, B = (nnparts.Tensor(a, requires_grad=True) for a in (x_in, w, b))
         y = F.conv2d(X, Wt, B, stride=stride, padding=padding)
         g = rng.standard_normal(y.shape)
         y.backward(g)

@@ -4,6 +4,7 @@ from nnparts.functional.activations import *
 from nnparts.functional.conv import *
 from nnparts.functional.dropout import *
 from nnparts.functional.layers import linear
+from nnparts.functional.layout import channels_last, contiguous, is_channels_last
 from nnparts.functional.losses import *
 from nnparts.functional.math import (
     abs,

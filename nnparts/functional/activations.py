@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnparts import threads
+from nnparts.functional.layout import flat
 from nnparts.tensor import Function, Tensor
 
 __all__ = [
@@ -161,20 +162,24 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.empty_like(x)
-        xf, yf = x.reshape(-1), y.reshape(-1)  # chunks of the flat array on several threads
-        threads.parallel_for(xf.size, xf.size, lambda s, e: np.maximum(xf[s:e], 0, out=yf[s:e]))
+        y = np.empty_like(x)  # x's memory layout (NCHW or channels-last)
+        xf, yf = flat(x), flat(y)  # chunks of the flat arrays, in memory order, on several threads
+        if xf is None:  # a strided view: one NumPy call
+            np.maximum(x, 0, out=y)
+        else:
+            threads.parallel_for(xf.size, xf.size, lambda s, e: np.maximum(xf[s:e], 0, out=yf[s:e]))
         ctx.save(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
-        dx = np.empty(np.broadcast_shapes(g.shape, y.shape), dtype=np.result_type(g, y))
-        if g.shape != y.shape or not (g.flags.c_contiguous and y.flags.c_contiguous):
-            np.multiply(g, y != 0, out=dx)  # y >= 0 or NaN: "not y <= 0", as torch
-            return dx
-        gf, yf, df = g.reshape(-1), y.reshape(-1), dx.reshape(-1)
+        dtype = np.result_type(g, y)
+        if g.shape != y.shape or g.strides != y.strides or flat(y) is None:
+            # different layouts or dtypes, a strided view, broadcasting: one NumPy call
+            return np.multiply(g, y != 0, dtype=dtype)  # y >= 0 or NaN: "not y <= 0", as torch
+        dx = np.empty_like(y, dtype=dtype)  # the layout of y and g
+        gf, yf, df = flat(g), flat(y), flat(dx)
 
         def chunk(s, e):
             np.not_equal(yf[s:e], 0, out=df[s:e])  # 1.0 where not y <= 0 (y > 0 or NaN)

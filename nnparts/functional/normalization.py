@@ -33,6 +33,8 @@ import math
 import numpy as np
 
 from nnparts import threads
+from nnparts.functional.layout import empty_channels_last, is_channels_last
+from nnparts.functional.layout import rows as layout_rows
 from nnparts.tensor import Function, Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "weight_norm"]
@@ -99,6 +101,8 @@ class BatchNormTrain(Function):
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, stats=None):
+        if is_channels_last(x):
+            return _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats)
         xv = _channel_view(x)
         m = x.size // x.shape[1]
         C = x.shape[1]
@@ -126,10 +130,13 @@ class BatchNormTrain(Function):
         ctx.save(xv, mean, inv_std, weight)
         ctx.m = m
         ctx.shape = x.shape
+        ctx.rows = False
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.rows:
+            return _batch_norm_rows_backward(ctx, g)
         xv, mean, inv_std, weight = ctx.saved
         m = ctx.m
         gv = _channel_view(g)
@@ -166,6 +173,91 @@ class BatchNormTrain(Function):
         return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
 
 
+def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
+    """:class:`BatchNormTrain` of a channels-last ``x``: the same formula on its ``(N*H*W, C)``
+    rows (per-channel sums over the rows), threads over ranges of samples; ``y`` channels-last."""
+    N, C, H, W = x.shape
+    xr, per = layout_rows(x), H * W
+    m = xr.shape[0]
+    dt = np.result_type(x, weight) if weight is not None else x.dtype
+
+    def block(a, s, e):
+        return a[s * per : e * per]
+
+    sums = threads.parallel_map(N, x.size, lambda s, e: np.einsum("mc->c", block(xr, s, e)))
+    mean = (np.sum(sums, axis=0) / m).astype(x.dtype, copy=False)
+
+    def centred_squares(s, e):
+        xs = block(xr, s, e)
+        xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
+        np.subtract(xs, mean, out=xcs)
+        return np.einsum("mc,mc->c", xcs, xcs)
+
+    var = (np.sum(threads.parallel_map(N, x.size, centred_squares), axis=0) / m).astype(dt)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(dt, copy=False)
+    scale = inv_std if weight is None else (weight * inv_std).astype(dt, copy=False)
+    y = empty_channels_last(x.shape, dt)
+    yr = layout_rows(y)
+
+    def normalize(s, e):
+        ys = block(yr, s, e)
+        np.subtract(block(xr, s, e), mean, out=ys)
+        ys *= scale
+        if bias is not None:
+            ys += bias
+
+    threads.parallel_for(N, x.size, normalize)
+    if stats is not None:
+        stats["mean"], stats["var"] = mean, var
+    ctx.save(x, mean, inv_std, weight)
+    ctx.m, ctx.shape, ctx.rows = m, x.shape, True
+    return y
+
+
+def _batch_norm_rows_backward(ctx, g):
+    """:class:`BatchNormTrain`'s closed-form backward on channels-last rows; ``dx`` is
+    channels-last."""
+    x, mean, inv_std, weight = ctx.saved
+    N, C, H, W = x.shape
+    m, per = ctx.m, H * W
+    needs = ctx.needs_grad
+    dt = np.result_type(g, inv_std)
+    xr = layout_rows(x)
+    gr = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(m, C)  # a view if channels-last
+
+    def sums(s, e):
+        gs, xs = gr[s * per : e * per], xr[s * per : e * per]
+        xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
+        np.subtract(xs, mean, out=xcs)
+        return np.einsum("mc->c", gs), np.einsum("mc,mc->c", gs, xcs)
+
+    parts = threads.parallel_map(N, x.size, sums)
+    dbeta = np.sum([p[0] for p in parts], axis=0).astype(dt, copy=False)
+    dgamma = (np.sum([p[1] for p in parts], axis=0) * inv_std).astype(dt, copy=False)
+    dx = None
+    if needs[0]:
+        k = inv_std if weight is None else weight * inv_std
+        a = (k * inv_std * dgamma / m).astype(dt, copy=False)
+        c = (k * dbeta / m).astype(dt, copy=False)
+        k = k.astype(dt, copy=False)
+        dx = empty_channels_last(x.shape, dt)
+        dxr = layout_rows(dx)
+
+        def input_grad(s, e):
+            out, xs = dxr[s * per : e * per], xr[s * per : e * per]
+            xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
+            np.subtract(xs, mean, out=xcs)
+            np.multiply(gr[s * per : e * per], k, out=out)
+            xcs *= a
+            out -= xcs
+            out -= c
+
+        threads.parallel_for(N, x.size, input_grad)
+    if weight is None:
+        return (dx,)
+    return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
+
+
 class ChannelAffine(Function):
     """``y = x * scale + shift`` per channel, with ``scale = gamma / sqrt(running_var + eps)`` and
     ``shift = beta - running_mean * scale``: batch normalization in evaluation mode (the folded
@@ -180,12 +272,17 @@ class ChannelAffine(Function):
         shift = -running_mean * scale
         if bias is not None:
             shift = shift + bias
-        xv = _channel_view(x)
         dt = np.result_type(x, scale)
-        y = xv * _bshape(scale.astype(dt, copy=False), xv.ndim)
-        y += _bshape(shift.astype(dt, copy=False), xv.ndim)
         ctx.save(x, scale, inv_std, running_mean)
         ctx.has_weight = weight is not None
+        if is_channels_last(x):  # per-channel vectors broadcast along the rows
+            y = empty_channels_last(x.shape, dt)
+            np.multiply(layout_rows(x), scale.astype(dt, copy=False), out=layout_rows(y))
+            layout_rows(y)[...] += shift.astype(dt, copy=False)
+            return y
+        xv = _channel_view(x)
+        y = xv * _bshape(scale.astype(dt, copy=False), xv.ndim)
+        y += _bshape(shift.astype(dt, copy=False), xv.ndim)
         return y.reshape(x.shape)
 
     @staticmethod

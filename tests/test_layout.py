@@ -1,0 +1,226 @@
+"""Channels-last memory (NHWC memory seen as NCHW): the layout helpers, and every op that runs on
+it — convolution, BatchNorm, ReLU, pooling — against PyTorch, finite differences, and behavior
+(the layout is kept from layer to layer, so no transposing copies happen between them)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import nnparts
+import nnparts.functional as F
+from nnparts import Tensor, gradcheck, nn
+from nnparts.functional.layout import empty_channels_last, flat, is_channels_last, rows
+
+
+def to_cl(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def test_is_channels_last_and_the_views_of_a_channels_last_array(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    cl = to_cl(x)
+    assert is_channels_last(cl) and not is_channels_last(x)
+    assert not is_channels_last(to_cl(x[:, :1]))  # one channel: both layouts, counted as NCHW
+    assert not is_channels_last(x[:, :, ::2])  # a strided view is neither
+    r = rows(cl)
+    assert r.shape == (2 * 4 * 5, 3) and r.flags.c_contiguous and np.shares_memory(r, cl)
+    np.testing.assert_array_equal(
+        r[7], x[0, :, 1, 2]
+    )  # row (n, i, j) holds pixel (i, j)'s channels
+    f = flat(cl)
+    f[:] = np.arange(f.size)  # writes through, in memory order
+    assert cl[0, 1, 0, 0] == 1 and cl[0, 0, 0, 1] == 3
+    assert flat(x[:, :, ::2]) is None
+    e = empty_channels_last((2, 3, 4, 5), np.float32)
+    assert e.shape == (2, 3, 4, 5) and is_channels_last(e) and e.dtype == np.float32
+
+
+def test_channels_last_and_contiguous_change_the_memory_not_the_values(rng):
+    x = Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    y = F.channels_last(x)
+    assert is_channels_last(y.data)
+    np.testing.assert_array_equal(y.data, x.data)
+    z = F.contiguous(y)
+    assert z.data.flags.c_contiguous
+    g = rng.standard_normal(x.shape)
+    (z * Tensor(g)).sum().backward()
+    np.testing.assert_array_equal(x.grad, g)
+    with pytest.raises(ValueError, match="4-D"):
+        F.channels_last(Tensor(np.zeros((2, 3))))
+
+
+@pytest.mark.parametrize("grad_layout", ["channels_last", "nchw"])
+def test_batchnorm2d_on_channels_last_matches_torch_and_keeps_the_layout(torch, rng, grad_layout):
+    """Training steps then evaluation on channels-last input: outputs, input and parameter
+    gradients, running statistics equal PyTorch's; the output and the input gradient are
+    channels-last (whatever layout dout arrives in)."""
+    ours = nn.BatchNorm2d(5, dtype=np.float64)
+    theirs = torch.nn.BatchNorm2d(5)
+    w, b = rng.standard_normal(5) + 1, rng.standard_normal(5)
+    ours.weight.data[...], ours.bias.data[...] = w, b
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(w))
+        theirs.bias.copy_(torch.tensor(b))
+    for step in range(4):
+        if step == 3:
+            ours.eval()
+            theirs.eval()
+        x = rng.standard_normal((4, 5, 3, 6)) * 3 + 2
+        g = rng.standard_normal(x.shape)
+        xo = Tensor(to_cl(x), requires_grad=True)
+        yo = ours(xo)
+        assert is_channels_last(yo.data)
+        yo.backward(to_cl(g) if grad_layout == "channels_last" else g)
+        xt = torch.tensor(x, requires_grad=True)
+        yt = theirs(xt)
+        yt.backward(torch.tensor(g))
+        np.testing.assert_allclose(yo.data, yt.detach().numpy(), atol=1e-10)
+        np.testing.assert_allclose(xo.grad, xt.grad.numpy(), atol=1e-10)
+        if step < 3:
+            assert is_channels_last(xo.grad)
+        np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), atol=1e-10)
+        np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), atol=1e-10)
+        ours.zero_grad()
+        theirs.zero_grad()
+    np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), atol=1e-10)
+    np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_on_channels_last_gradcheck(rng, affine):
+    inputs = [Tensor(rng.standard_normal((3, 2, 2, 3)), requires_grad=True)]
+    if affine:
+        inputs += [Tensor(rng.standard_normal(2) + 1, requires_grad=True)]
+        inputs += [Tensor(rng.standard_normal(2), requires_grad=True)]
+
+    def fn(x, *affine_params):
+        y = F.batch_norm(F.channels_last(x), None, None, *affine_params, training=True)
+        assert is_channels_last(y.data)
+        return y
+
+    assert gradcheck(fn, inputs)
+
+
+def test_relu_on_channels_last_keeps_layout_values_and_gradient(rng):
+    """ReLU splits a flat view of the memory into chunks: on channels-last memory it must write
+    through to the channels-last output (a reshape(-1) would silently write into a copy)."""
+    x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+    xo = Tensor(to_cl(x), requires_grad=True)
+    y = F.relu(xo)
+    assert is_channels_last(y.data)
+    np.testing.assert_array_equal(y.data, np.maximum(x, 0))
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    y.backward(to_cl(g))
+    assert is_channels_last(xo.grad)
+    np.testing.assert_array_equal(xo.grad, g * (x > 0))
+    xo.grad = None
+    F.relu(xo).backward(g)  # dout NCHW, y channels-last: mixed layouts
+    np.testing.assert_array_equal(xo.grad, g * (x > 0))
+    x64 = Tensor(rng.standard_normal((2, 3, 2, 2)) + 0.05, requires_grad=True)
+    assert gradcheck(lambda t: F.relu(F.channels_last(t)), [x64])
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (2, 1, 2)]
+)
+def test_conv2d_on_channels_last_gradcheck(rng, kernel, stride, padding):
+    """Finite differences through the channels-last convolution's every backward path:
+    transposed convolution, col2im, 1x1 on the input's rows, strided 1x1."""
+    x = Tensor(rng.standard_normal((2, 3, 5, 4)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, kernel, kernel)), requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+
+    def fn(x, w, b):
+        return F.conv2d(F.channels_last(x), w, b, stride=stride, padding=padding)
+
+    assert gradcheck(fn, [x, w, b])
+
+
+def _small_cnn(torch, rng):
+    """The same conv-BN-ReLU-pool network in nnparts (float64) and PyTorch, same weights."""
+    ours = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1, rng=rng),  # one channel: NCHW
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(6, dtype=np.float64),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1, bias=False, rng=rng),  # channels-last from here
+        nn.BatchNorm2d(8, dtype=np.float64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 1, rng=rng),
+        nn.ReLU(),
+        nn.MaxPool2d(3),
+        nn.Flatten(),
+        nn.Linear(8, 10, rng=rng),
+    )
+    for p in ours.parameters():
+        p.data = p.data.astype(np.float64)
+    theirs = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 3, padding=1),
+        torch.nn.MaxPool2d(2),
+        torch.nn.BatchNorm2d(6),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 8, 3, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 8, 1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(3),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
+    state = {}
+    for name, value in ours.state_dict().items():
+        value = np.asarray(value)
+        if name.endswith("weight") and value.ndim == 2:  # Linear: (in, out) -> (out, in)
+            value = value.T
+        state[name] = torch.tensor(np.array(value, dtype=np.float64))
+    theirs.load_state_dict(state)
+    return ours, theirs
+
+
+def test_a_cnn_turns_channels_last_after_its_first_layer_and_equals_torch(torch, rng):
+    """Behavior and reference at once: in a conv-pool-BN-ReLU network the first convolution
+    (one input channel) is NCHW, every activation after the second one is channels-last (no
+    transposing copies between layers), and outputs and every gradient equal PyTorch's."""
+    ours, theirs = _small_cnn(torch, rng)
+    x = rng.standard_normal((5, 1, 12, 12))
+    layouts = []
+    h = Tensor(x)
+    for layer in ours:
+        h = layer(h)
+        layouts.append(is_channels_last(h.data))
+    assert layouts == [False] * 4 + [True] * 6 + [False] * 3  # (N, 8, 1, 1) on: both layouts
+    y = ours(Tensor(x))
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    ty = theirs(torch.tensor(x))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-10)
+    theirs_grads = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        tg = theirs_grads[name].grad.numpy()
+        np.testing.assert_allclose(p.grad, tg.T if tg.ndim == 2 else tg, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_tune_malloc_applies_on_linux_and_can_be_switched_off(monkeypatch):
+    from nnparts import memory
+
+    monkeypatch.setenv("NNPARTS_TUNE_MALLOC", "0")
+    assert memory.tune_malloc() is False
+    monkeypatch.delenv("NNPARTS_TUNE_MALLOC")
+    applied = memory.tune_malloc()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        pytest.skip("not glibc (no mallopt): tune_malloc leaves malloc alone")
+    assert applied is True
+    assert memory.malloc_settings()["mmap_threshold"] == 32 << 20
+    assert nnparts.memory is memory
