@@ -1,12 +1,14 @@
 """The fast recipe's 3x3 convolutions one layer at a time, nnparts vs PyTorch (CPU).
 
-For each convolution of ``recipes/fast.yaml``'s network (batch 256, Fashion-MNIST sizes: 18 ->
-24 channels at 28x28, 24 -> 24 and 24 -> 48 at 14x14, 48 -> 48 and 48 -> 96 at 7x7, 96 -> 96 at
-3x3; 3x3 kernels, padding 1) it times forward + backward (input and weight gradients) and the
+For each convolution of ``recipes/fast.yaml``'s network (batch 256, Fashion-MNIST sizes: 8 ->
+32 channels at 27x27, 32 -> 32 and 32 -> 64 at 13x13, 64 -> 64 and 64 -> 128 at 6x6, 128 -> 128
+at 3x3; 3x3 kernels, padding 1) it times forward + backward (input and weight gradients) and the
 forward alone, on the same random input, weights and output gradient, interleaving the two
-libraries in rounds, and prints the medians and the ratio nnparts / PyTorch. ``--layout``
-forces one of nnparts' im2col lowerings (``nchw``, ``nhwc``; default ``auto``, the rule of
-``nnparts.functional.conv._channels_last``), so the lowerings can be compared layer by layer.
+libraries in rounds, and prints the medians and the ratio nnparts / PyTorch. nnparts gets its
+input and output gradient channels-last, as its network hands them over (``--memory nchw``:
+NCHW, which costs the transposing copies the network avoids). ``--layout`` forces one of
+nnparts' im2col lowerings (``nchw``, ``nhwc``; default ``auto``: channels-last for a
+channels-last input, else the rule of ``nnparts.functional.conv._channels_last``).
 
     python benchmarks/bench_conv_layers.py
     python benchmarks/bench_conv_layers.py --layout nchw --json conv-nchw.json
@@ -27,7 +29,7 @@ import numpy as np  # noqa: E402
 LAYERS = [(8, 32, 27), (32, 32, 13), (32, 64, 13), (64, 64, 6), (64, 128, 6), (128, 128, 3)]
 
 
-def time_layer(c: int, o: int, h: int, batch: int, rounds: int) -> list:
+def time_layer(c: int, o: int, h: int, batch: int, rounds: int, memory: str, block: int) -> list:
     """Medians (ms) of nnparts fwd+bwd, torch fwd+bwd, nnparts fwd, torch fwd for one layer."""
     import torch
 
@@ -40,6 +42,8 @@ def time_layer(c: int, o: int, h: int, batch: int, rounds: int) -> list:
     g = rng.standard_normal((batch, o, h, h)).astype(np.float32)
     tx, tw, tg = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True), \
         torch.tensor(g)  # fmt: skip
+    if memory == "channels_last":  # as in the network: after the first layer every activation
+        x, g = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) for a in (x, g))
 
     def ours_train():
         xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
@@ -61,18 +65,30 @@ def time_layer(c: int, o: int, h: int, batch: int, rounds: int) -> list:
     times = [[] for _ in fns]
     for r in range(rounds):  # interleaved; the order flips every round
         for i in range(len(fns)) if r % 2 == 0 else reversed(range(len(fns))):
-            start = time.perf_counter()
+            # one untimed call first: the other library's threads wind down meanwhile (PyTorch's
+            # OpenMP threads keep spinning after their work and slow whatever runs next)
             fns[i]()
-            times[i].append(time.perf_counter() - start)
+            for _ in range(block):
+                start = time.perf_counter()
+                fns[i]()
+                times[i].append(time.perf_counter() - start)
     return [_bench.median(t) * 1e3 for t in times]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--block", type=int, default=3, help="timed calls per library per round")
     ap.add_argument("--layout", default="auto", choices=["auto", "nchw", "nhwc"])
     ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
+    ap.add_argument(
+        "--memory",
+        default="channels_last",
+        choices=["channels_last", "nchw"],
+        help="memory of nnparts' input and output gradient (default: channels-last, as the "
+        "network hands them over; PyTorch gets NCHW, its default)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the medians and ratios here")
     args = ap.parse_args(argv)
     _bench.apply_policy(args.policy)
@@ -82,12 +98,13 @@ def main(argv=None):
     conv.LAYOUT = args.layout
     print(_bench.header())
     print(f"batch {args.batch}, 3x3 convolutions, padding 1, float32; layout {args.layout}; "
-          f"policy {args.policy}; median of {args.rounds} interleaved rounds")  # fmt: skip
+          f"memory {args.memory}; policy {args.policy}; median of {args.rounds} interleaved "
+          f"rounds of {args.block} calls after an untimed one")  # fmt: skip
     print(f"{'layer':<22}{'fwd+bwd nnparts':>16}{'torch':>9}{'ratio':>7}"
           f"{'fwd nnparts':>13}{'torch':>9}{'ratio':>7}")  # fmt: skip
     rows, sums = [], {"nnparts": 0.0, "torch": 0.0}
     for c, o, h in LAYERS:
-        a, b, cf, d = time_layer(c, o, h, args.batch, args.rounds)
+        a, b, cf, d = time_layer(c, o, h, args.batch, args.rounds, args.memory, args.block)
         sums["nnparts"] += a
         sums["torch"] += b
         name = f"{c}->{o} at {h}x{h}"
@@ -98,7 +115,13 @@ def main(argv=None):
     if args.json:
         _bench.write_json(
             args.json,
-            {"header": _bench.header(), "layout": args.layout, "rows": rows, "ratio": total},
+            {
+                "header": _bench.header(),
+                "layout": args.layout,
+                "memory": args.memory,
+                "rows": rows,
+                "ratio": total,
+            },
         )
 
 

@@ -113,9 +113,9 @@ def test_conv2d_gradcheck(rng, stride, padding, kernel, layout):
 
 
 def test_conv2d_stack_and_channels_last_input(torch, rng):
-    """A stack of convolutions equals PyTorch; a layer lowered channels-last returns its output
-    channels-last (NHWC memory seen as NCHW, PyTorch's channels_last), an NCHW-lowered one
-    NCHW; an input whose memory is channels-last gives the same numbers and gradients."""
+    """A stack of convolutions equals PyTorch; outputs are channels-last (NHWC memory seen as
+    NCHW, PyTorch's channels_last) whichever im2col layout a layer uses; an input whose memory
+    is channels-last gives the same numbers and gradients."""
     from nnparts.functional.layout import is_channels_last
 
     x = rng.standard_normal((2, 3, 6, 6))
@@ -124,8 +124,8 @@ def test_conv2d_stack_and_channels_last_input(torch, rng):
     W1, W2 = nnparts.Tensor(w1, requires_grad=True), nnparts.Tensor(w2, requires_grad=True)
     h = F.conv2d(X, W1, padding=1)
     assert h.shape == (2, 4, 6, 6)
-    assert is_channels_last(h.data)  # 3 channels, 3 wide kernel: runs of 9 >= 6 columns
-    assert F.conv2d(X[:, :1], W1[:, :1], padding=1).data.flags.c_contiguous  # 1 channel: NCHW
+    assert is_channels_last(h.data)  # the GEMM's rows are the output pixels
+    assert is_channels_last(F.conv2d(X[:, :1], W1[:, :1], padding=1).data)  # NCHW lowering too
     y = F.conv2d(h, W2, stride=2)
     assert is_channels_last(y.data)
     g = rng.standard_normal(y.shape)

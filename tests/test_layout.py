@@ -142,11 +142,11 @@ def test_conv2d_on_channels_last_gradcheck(rng, kernel, stride, padding):
 def _small_cnn(torch, rng):
     """The same conv-BN-ReLU-pool network in nnparts (float64) and PyTorch, same weights."""
     ours = nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1, rng=rng),  # one channel: NCHW
+        nn.Conv2d(1, 6, 3, padding=1, rng=rng),  # one channel: NCHW im2col
         nn.MaxPool2d(2),
         nn.BatchNorm2d(6, dtype=np.float64),
         nn.ReLU(),
-        nn.Conv2d(6, 8, 3, padding=1, bias=False, rng=rng),  # channels-last from here
+        nn.Conv2d(6, 8, 3, padding=1, bias=False, rng=rng),  # channels-last im2col
         nn.BatchNorm2d(8, dtype=np.float64),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -183,10 +183,11 @@ def _small_cnn(torch, rng):
     return ours, theirs
 
 
-def test_a_cnn_turns_channels_last_after_its_first_layer_and_equals_torch(torch, rng):
-    """Behavior and reference at once: in a conv-pool-BN-ReLU network the first convolution
-    (one input channel) is NCHW, every activation after the second one is channels-last (no
-    transposing copies between layers), and outputs and every gradient equal PyTorch's."""
+def test_a_cnn_runs_channels_last_from_its_first_convolution_and_equals_torch(torch, rng):
+    """Behavior and reference at once: in a conv-pool-BN-ReLU network every activation from the
+    first convolution on is channels-last (no transposing copies between layers; the first
+    convolution of the NCHW images lowers NCHW), and outputs and every gradient equal
+    PyTorch's."""
     ours, theirs = _small_cnn(torch, rng)
     x = rng.standard_normal((5, 1, 12, 12))
     layouts = []
@@ -194,7 +195,7 @@ def test_a_cnn_turns_channels_last_after_its_first_layer_and_equals_torch(torch,
     for layer in ours:
         h = layer(h)
         layouts.append(is_channels_last(h.data))
-    assert layouts == [False] * 4 + [True] * 6 + [False] * 3  # (N, 8, 1, 1) on: both layouts
+    assert layouts == [True] * 10 + [False] * 3  # (N, 8, 1, 1) on: both layouts at once
     y = ours(Tensor(x))
     g = rng.standard_normal(y.shape)
     y.backward(g)

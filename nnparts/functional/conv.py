@@ -212,7 +212,7 @@ def _channels_last(C: int, kw: int, OW: int, stride_w: int) -> bool:
     """
     if LAYOUT != "auto":
         return LAYOUT == "nhwc"
-    return kw * C >= OW or C >= 8
+    return kw * C >= OW
 
 
 def _unfold_last(x, col, kernel, stride, padding) -> None:
@@ -289,17 +289,6 @@ def _fold(dcol, dx, stride, padding) -> None:
     np.copyto(dx, acc[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3))
 
 
-def _rows_to_nchw(col, w_t, b_col, out) -> None:
-    """``out (m, O, L) <-`` the GEMM ``col (m*L, K) @ w_t (K, O)`` (+ bias), transposed to NCHW
-    (for an NCHW output from a channels-last lowering: the gradient of an NCHW input)."""
-    m, O, L = out.shape
-    block = threads.scratch("out", m * L * O, out.dtype).reshape(m * L, O)
-    np.matmul(col, w_t, out=block)
-    if b_col is not None:
-        block += b_col.reshape(1, O)
-    np.copyto(out, block.reshape(m, L, O).transpose(0, 2, 1))
-
-
 def _fold_last(dcol, dx, stride, padding) -> None:
     """``dx (m, H, W, C) <-`` col2im of the channels-last ``dcol (m, OH, OW, kh, kw, C)``: one
     strided add of ``C``-value runs per kernel offset."""
@@ -318,32 +307,36 @@ def _fold_last(dcol, dx, stride, padding) -> None:
 
 
 class Conv2d(Function):
-    """A convolution as GEMMs over im2col, computed a few samples at a time, in one of two
-    memory layouts.
+    """``out (n*OH*OW, O) = col (n*OH*OW, K) @ W_col^T (K, O) + b``, a few samples at a time; the
+    output is channels-last.
 
     The batch is split over the threads of :mod:`nnparts.threads`; each thread walks its
     samples in chunks of :data:`CHUNK_BYTES` of ``col`` and, for each chunk, copies the
-    receptive fields and multiplies. Only the input is saved for the backward (not the 9x
-    larger ``col``), which recomputes each chunk's ``col``.
+    receptive fields (im2col) and multiplies. Only the input is saved for the backward (not the
+    9x larger ``col``), which recomputes each chunk's ``col``.
 
-    * **NCHW** (a first layer: few channels on a large image, rule of :func:`_channels_last`):
-      ``out^T (O, n*L) = W_col (O, K) @ col^T (K, n*L)``, rows of ``col^T`` in ``(c, p, q)``
-      order; the output is NCHW.
-    * **channels-last** (every layer with enough channels, and any channels-last input):
-      ``out (n*L, O) = col (n*L, K) @ W_col^T (K, O)``, columns of ``col`` in ``(p, q, c)``
-      order. This is the orientation BLAS runs fastest (both operands C-contiguous, the long
-      ``n*L`` axis as the rows of the result: OpenBLAS's SkylakeX ``sgemm`` ran the fast
-      network's 3x3 layers 20-60% faster so than as ``W @ col^T``), and its result rows are the
-      channels-last output itself, returned as such (see :mod:`nnparts.functional.layout`).
-      A 1x1 stride-1 convolution of a channels-last input multiplies the input's rows directly.
+    * The GEMM's rows are the output pixels ``(n, i, j)`` and its columns the filters: this is
+      the orientation OpenBLAS runs fastest (the long ``n*OH*OW`` axis as the rows of the
+      result; the SkylakeX ``sgemm`` ran the fast network's 3x3 layers 20-60% faster so than as
+      ``W @ col^T``), and its ``(n*OH*OW, O)`` result *is* the channels-last output, returned as
+      such (see :mod:`nnparts.functional.layout`): no transposing copy to NCHW, which cost up to
+      half the GEMM's time on 27x27 maps.
+    * ``col`` is built in one of two layouts (:func:`_lower_last`): channels-last, columns in
+      ``(p, q, c)`` order, copying runs of ``kw*C`` values from a channels-last copy of the
+      input (any channels-last input: every layer after the first); or NCHW,
+      ``col^T (K, n*OH*OW)`` with rows ``(c, p, q)`` copying runs of an image row (a first layer
+      with 1-3 channels, where ``kw*C`` values are too short a run), read transposed by BLAS.
+    * A 1x1 stride-1 convolution multiplies the input's rows themselves (a view when the input
+      is channels-last).
 
-    Backward, in the forward's layout:
+    Backward, from ``dout``'s rows (a view when ``dout`` is channels-last, as the next layer
+    returns it):
 
-    * ``dW_col = dout^T col`` summed over the chunks (and the threads);
+    * ``dW_col^T = col^T dout`` summed over the chunks (and the threads);
     * ``dx``: for stride 1 the *transposed convolution* — the gradient of a stride-1 convolution
       is a convolution of ``dout`` (padded by ``kh-1-ph``) with the weights flipped in space and
-      with in/out channels swapped, one more im2col + GEMM; otherwise
-      ``dcol = dout W_col`` followed by col2im. ``dx`` has the input's layout.
+      with in/out channels swapped, one more im2col + GEMM; otherwise ``dcol = dout W_col``
+      followed by col2im. ``dx`` has the input's layout.
     """
 
     @staticmethod
@@ -359,93 +352,61 @@ class Conv2d(Function):
             _output_size(W, kw, stride[1], padding[1]),
         )
         L, K = OH * OW, C * kh * kw
-        # (O, C, kh, kw) -> (O, C*kh*kw): a view, the row order of the NCHW col^T
-        w_row = weight.reshape(O, K).astype(dtype, copy=False)
-        b_col = None if bias is None else bias.astype(dtype, copy=False)[:, None]
-        pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0) and x.dtype == dtype
-        last = _lower_last(x, C, kw, OW, stride[1], pointwise)
-        if last:
-            out = np.empty((N, OH, OW, O), dtype=dtype)
-            w_t = np.ascontiguousarray(_hwc_rows(w_row.reshape(weight.shape)).T)  # (K, O)
-            x_hwc = x.transpose(0, 2, 3, 1)
-            per_chunk = N if pointwise else _chunk_samples(K, L, np.dtype(dtype).itemsize)
+        w = weight.astype(dtype, copy=False)
+        pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0)
+        last = _lower_last(x, C, kw, OW, stride[1])
+        # W_col^T (K, O), its rows in the order of col's columns
+        w_t = np.ascontiguousarray((_hwc_rows(w) if last else w.reshape(O, K)).T)
+        b_row = None if bias is None else bias.astype(dtype, copy=False)
+        per_chunk = _per_chunk(x, K, L, dtype, pointwise)
+        x_hwc = x.transpose(0, 2, 3, 1)
+        out = np.empty((N, OH, OW, O), dtype=dtype)
 
-            def samples(s, e):
-                for a in range(s, e, per_chunk):
-                    m = min(per_chunk, e - a)
-                    if pointwise:  # the input's own rows (a view when it is channels-last)
-                        col = np.ascontiguousarray(x_hwc[a : a + m]).reshape(m * L, C)
-                    else:
-                        col = _lowered(
-                            x[a : a + m], (kh, kw), stride, padding, OH, OW, True, dtype
-                        ).T
-                    rows = out[a : a + m].reshape(m * L, O)
-                    np.matmul(col, w_t, out=rows)
-                    if b_col is not None:
-                        rows += b_col.reshape(1, O)
-
-        else:
-            out = np.empty((N, O, L), dtype=dtype)
-            per_chunk = 1 if pointwise else _chunk_samples(K, L, np.dtype(dtype).itemsize)
-
-            def samples(s, e):
-                for a in range(s, e, per_chunk):
-                    m = min(per_chunk, e - a)
-                    if pointwise:  # a 1x1 convolution reads the image itself
-                        col_t = x[a].reshape(C, L)
-                    else:
-                        col_t = _lowered(
-                            x[a : a + m], (kh, kw), stride, padding, OH, OW, False, dtype
-                        )
-                    if m == 1:  # one sample: its GEMM result is already its NCHW output
-                        np.matmul(w_row, col_t, out=out[a])
-                        if b_col is not None:
-                            out[a] += b_col
-                        continue
-                    block = threads.scratch("out", O * m * L, dtype).reshape(O, m * L)
-                    np.matmul(w_row, col_t, out=block)
-                    if b_col is not None:
-                        block += b_col
-                    # (O, m, OH*OW) -> (m, O, OH*OW): copies contiguous rows of OH*OW values
-                    np.copyto(out[a : a + m], block.reshape(O, m, L).transpose(1, 0, 2))
+        def samples(s, e):
+            for a in range(s, e, per_chunk):
+                m = min(per_chunk, e - a)
+                if pointwise:
+                    col = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype).reshape(m * L, C)
+                else:
+                    col = _lowered(x[a : a + m], (kh, kw), stride, padding, OH, OW, last, dtype).T
+                rows = out[a : a + m].reshape(m * L, O)
+                np.matmul(col, w_t, out=rows)
+                if b_row is not None:
+                    rows += b_row
 
         threads.parallel_for(N, N * K * L * O // 16, samples)
-        ctx.save(x, w_row)
+        ctx.save(x, w)
         ctx.shapes = (x.shape, weight.shape, (OH, OW))
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.stride, ctx.padding, ctx.last = stride, padding, last
-        if last:
-            return out.transpose(0, 3, 1, 2)
-        return out.reshape(N, O, OH, OW)
+        return out.transpose(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.last:
-            return _backward_last(ctx, g)
-        x, w_row = ctx.saved
+        x, w = ctx.saved
         x_shape, w_shape, (OH, OW) = ctx.shapes
         N, C, H, W = x_shape
         O, _, kh, kw = w_shape
         L, K = OH * OW, C * kh * kw
-        stride, padding = ctx.stride, ctx.padding
-        dtype = w_row.dtype
-        g = np.ascontiguousarray(g, dtype=dtype)
+        stride, padding, last = ctx.stride, ctx.padding, ctx.last
+        dtype = w.dtype
+        # dout's rows (N, OH*OW, O): a view when dout is channels-last, as the forward returned it
+        g_hwc = np.ascontiguousarray(g.transpose(0, 2, 3, 1), dtype=dtype).reshape(N, L, O)
         needs = ctx.needs_grad
         need_x, need_w = needs[0], needs[1]
         need_b = len(needs) > 2 and needs[2]
-        pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0) and x.dtype == dtype
-        per_chunk = 1 if pointwise else _chunk_samples(K, L, np.dtype(dtype).itemsize)
-        # dx of a stride-1 convolution = conv(dout padded by k-1-p, flipped weights (C, O, kh, kw))
+        pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0)
+        per_chunk = _per_chunk(x, K, L, dtype, pointwise)
+        x_hwc = x.transpose(0, 2, 3, 1)
         t_pad = (kh - 1 - padding[0], kw - 1 - padding[1])
-        transposed = need_x and stride == (1, 1) and min(t_pad) >= 0
-        if transposed:  # its input dout has O channels and H x W outputs
-            last_t = _channels_last(O, kw, W, 1)
-            w_flip = w_row.reshape(w_shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            if last_t:  # as the channels-last forward: dx rows = gcol @ w_flip^T, to NCHW
-                w_flip = np.ascontiguousarray(_hwc_rows(w_flip).T)
-            else:
-                w_flip = np.ascontiguousarray(w_flip).reshape(C, -1)
-        dx = np.empty(x_shape, dtype=dtype) if need_x else None
+        transposed = need_x and not pointwise and stride == (1, 1) and min(t_pad) >= 0
+        if need_x:
+            w_hwc = _hwc_rows(w)  # (O, K), columns (p, q, c)
+            if transposed:  # dx rows = gcol (n*H*W, kh*kw*O) @ w_flip^T, w_flip (C, O, kh, kw)
+                w_flip_t = np.ascontiguousarray(
+                    _hwc_rows(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).T
+                )
+            dx_hwc = np.empty((N, H, W, C), dtype=dtype)
 
         def samples(s, e):
             gw = np.zeros((K, O), dtype=dtype) if need_w else None  # dW_col^T
@@ -453,163 +414,74 @@ class Conv2d(Function):
             tmp = np.empty((K, O), dtype=dtype) if need_w else None
             for a in range(s, e, per_chunk):
                 m = min(per_chunk, e - a)
-                if m == 1:
-                    g_t = g[a].reshape(O, L)  # one sample: dout^T is a view
-                else:  # (m, O, L) -> (O, m, L): contiguous rows of OH*OW values
-                    g_t = threads.scratch("g", O * m * L, dtype).reshape(O, m * L)
-                    np.copyto(
-                        g_t.reshape(O, m, L), g[a : a + m].reshape(m, O, L).transpose(1, 0, 2)
-                    )
+                g_rows = g_hwc[a : a + m].reshape(m * L, O)
                 if need_b:
-                    gb += g_t.sum(axis=1)
+                    gb += np.einsum("mo->o", g_rows)
                 if need_w:
                     if pointwise:
-                        col_t = x[a].reshape(C, L)
+                        col_t = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype)
+                        col_t = col_t.reshape(m * L, C).T
                     else:
                         col_t = _lowered(
-                            x[a : a + m], (kh, kw), stride, padding, OH, OW, False, dtype
+                            x[a : a + m], (kh, kw), stride, padding, OH, OW, last, dtype
                         )
-                    # dW_col^T += col^T dout (faster in BLAS than dout^T col for few filters)
-                    np.matmul(col_t, g_t.T, out=tmp)
+                    np.matmul(col_t, g_rows, out=tmp)  # dW_col^T += col^T dout
                     gw += tmp
                 if not need_x:
                     continue
+                dx_rows = dx_hwc[a : a + m].reshape(m * H * W, C)
                 if pointwise:
-                    np.matmul(w_row.T, g_t, out=dx[a].reshape(C, L))
+                    np.matmul(g_rows, w.reshape(O, C), out=dx_rows)
                 elif transposed:
-                    gcol_t = _lowered(
-                        g[a : a + m].reshape(m, O, OH, OW),
-                        (kh, kw),
-                        (1, 1),
-                        t_pad,
-                        H,
-                        W,
-                        last_t,
-                        dtype,
-                        role="gcol",
+                    g_nchw = g_hwc[a : a + m].reshape(m, OH, OW, O).transpose(0, 3, 1, 2)
+                    gcol = _lowered(g_nchw, (kh, kw), (1, 1), t_pad, H, W, True, dtype, role="gcol")
+                    np.matmul(gcol.T, w_flip_t, out=dx_rows)
+                else:  # dcol = dout W_col, then col2im
+                    dcol = threads.scratch("dcol", m * L * K, dtype).reshape(m * L, K)
+                    np.matmul(g_rows, w_hwc, out=dcol)
+                    _fold_last(
+                        dcol.reshape(m, OH, OW, kh, kw, C), dx_hwc[a : a + m], stride, padding
                     )
-                    if last_t:
-                        _rows_to_nchw(gcol_t.T, w_flip, None, dx[a : a + m].reshape(m, C, H * W))
-                    elif m == 1:
-                        np.matmul(w_flip, gcol_t, out=dx[a].reshape(C, H * W))
-                    else:
-                        block = threads.scratch("dx", C * m * H * W, dtype).reshape(C, m * H * W)
-                        np.matmul(w_flip, gcol_t, out=block)
-                        np.copyto(
-                            dx[a : a + m].reshape(m, C, H * W),
-                            block.reshape(C, m, H * W).transpose(1, 0, 2),
-                        )
-                else:
-                    dcol = threads.scratch("dcol", K * m * L, dtype)
-                    np.matmul(w_row.T, g_t, out=dcol.reshape(K, m * L))  # dcol^T = W_col^T dout^T
-                    _fold(dcol.reshape(C, kh, kw, m, OH, OW), dx[a : a + m], stride, padding)
             return gw, gb
 
         parts = threads.parallel_map(N, N * K * L * O // 8, samples)
-        return _gradients(ctx, parts, dx, w_shape, (C, kh, kw, O), last=False)
+        gx = gw = gb = None
+        if need_w:
+            gw = parts[0][0]
+            for part in parts[1:]:
+                gw += part[0]
+            if last:  # rows (p, q, c) -> (c, p, q)
+                gw = gw.T.reshape(O, kh, kw, C).transpose(0, 3, 1, 2)
+            else:
+                gw = gw.T.reshape(w_shape)
+            gw = np.ascontiguousarray(gw, dtype=ctx.dtypes[1])
+        if need_b:
+            gb = parts[0][1]
+            for part in parts[1:]:
+                gb += part[1]
+            gb = gb.astype(ctx.dtypes[2], copy=False)
+        if need_x:
+            gx = dx_hwc.transpose(0, 3, 1, 2)
+            if not is_channels_last(x):  # an NCHW input (a first layer): an NCHW gradient
+                gx = np.ascontiguousarray(gx)
+            gx = gx.astype(ctx.dtypes[0], copy=False)
+        return gx, gw, gb
 
 
-def _lower_last(x, C, kw, OW, stride_w, pointwise) -> bool:
-    """Whether a convolution runs channels-last: a channels-last input always does (unless
-    :data:`LAYOUT` forces NCHW); an NCHW one by the rule of :func:`_channels_last` (never a 1x1
-    stride-1 convolution of an NCHW input: it multiplies the image as it is)."""
+def _lower_last(x, C, kw, OW, stride_w) -> bool:
+    """Whether im2col is built channels-last: a channels-last input always is (unless
+    :data:`LAYOUT` forces NCHW), an NCHW one by the rule of :func:`_channels_last`."""
     if LAYOUT != "auto":
         return LAYOUT == "nhwc"
-    if is_channels_last(x):
-        return True
-    return not pointwise and _channels_last(C, kw, OW, stride_w)
+    return is_channels_last(x) or _channels_last(C, kw, OW, stride_w)
 
 
-def _backward_last(ctx, g):
-    """:class:`Conv2d`'s backward for the channels-last layout (see its docstring)."""
-    x, w_row = ctx.saved
-    x_shape, w_shape, (OH, OW) = ctx.shapes
-    N, C, H, W = x_shape
-    O, _, kh, kw = w_shape
-    L, K = OH * OW, C * kh * kw
-    stride, padding = ctx.stride, ctx.padding
-    dtype = w_row.dtype
-    # dout's rows (N, OH*OW, O): a view when dout is channels-last, as the forward returned it
-    g_hwc = np.ascontiguousarray(g.transpose(0, 2, 3, 1), dtype=dtype).reshape(N, L, O)
-    needs = ctx.needs_grad
-    need_x, need_w = needs[0], needs[1]
-    need_b = len(needs) > 2 and needs[2]
-    pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0) and x.dtype == dtype
-    per_chunk = N if pointwise else _chunk_samples(K, L, np.dtype(dtype).itemsize)
-    x_hwc = x.transpose(0, 2, 3, 1)
-    t_pad = (kh - 1 - padding[0], kw - 1 - padding[1])
-    transposed = need_x and not pointwise and stride == (1, 1) and min(t_pad) >= 0
-    if need_x:
-        w_hwc = _hwc_rows(w_row.reshape(w_shape))  # (O, K), columns (p, q, c)
-        if transposed:  # dx rows = gcol (n*H*W, kh*kw*O) @ w_flip^T, w_flip (C, O, kh, kw)
-            w_flip = w_row.reshape(w_shape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            w_flip_t = np.ascontiguousarray(_hwc_rows(w_flip).T)
-        x_last = is_channels_last(x)
-        dx_hwc = np.empty((N, H, W, C), dtype=dtype)  # dx in the input's layout (see below)
-
-    def samples(s, e):
-        gw = np.zeros((K, O), dtype=dtype) if need_w else None  # dW_col^T, rows (p, q, c)
-        gb = np.zeros(O, dtype=dtype) if need_b else None
-        tmp = np.empty((K, O), dtype=dtype) if need_w else None
-        for a in range(s, e, per_chunk):
-            m = min(per_chunk, e - a)
-            g_rows = g_hwc[a : a + m].reshape(m * L, O)
-            if need_b:
-                gb += np.einsum("mo->o", g_rows)
-            if need_w:
-                if pointwise:
-                    col = np.ascontiguousarray(x_hwc[a : a + m]).reshape(m * L, C)
-                else:
-                    col = _lowered(x[a : a + m], (kh, kw), stride, padding, OH, OW, True, dtype).T
-                np.matmul(col.T, g_rows, out=tmp)  # dW_col^T += col^T dout
-                gw += tmp
-            if not need_x:
-                continue
-            dx_rows = dx_hwc[a : a + m].reshape(m * H * W, C)
-            if pointwise:
-                np.matmul(g_rows, w_row, out=dx_rows)
-            elif transposed:
-                g_nchw = g_hwc[a : a + m].reshape(m, OH, OW, O).transpose(0, 3, 1, 2)
-                gcol = _lowered(g_nchw, (kh, kw), (1, 1), t_pad, H, W, True, dtype, role="gcol").T
-                np.matmul(gcol, w_flip_t, out=dx_rows)
-            else:  # dcol = dout W_col, then col2im
-                dcol = threads.scratch("dcol", m * L * K, dtype).reshape(m * L, K)
-                np.matmul(g_rows, w_hwc, out=dcol)
-                _fold_last(dcol.reshape(m, OH, OW, kh, kw, C), dx_hwc[a : a + m], stride, padding)
-        return gw, gb
-
-    parts = threads.parallel_map(N, N * K * L * O // 8, samples)
-    dx = None
-    if need_x:
-        dx = dx_hwc.transpose(0, 3, 1, 2)
-        if not x_last:  # an NCHW input (the layer where a network turns channels-last)
-            dx = np.ascontiguousarray(dx)
-    return _gradients(ctx, parts, dx, w_shape, (C, kh, kw, O), last=True)
-
-
-def _gradients(ctx, parts, dx, w_shape, dims, last):
-    """Sum the threads' weight and bias gradients (in chunk order) and cast to the inputs'
-    dtypes; ``gw``'s rows are ``(p, q, c)`` when ``last``, ``(c, p, q)`` otherwise."""
-    C, kh, kw, O = dims
-    needs = ctx.needs_grad
-    gx = gw = gb = None
-    if needs[1]:
-        gw = parts[0][0]
-        for part in parts[1:]:
-            gw += part[0]
-        if last:  # rows (p, q, c) -> (c, p, q)
-            gw = gw.T.reshape(O, kh, kw, C).transpose(0, 3, 1, 2)
-        else:
-            gw = gw.T.reshape(w_shape)
-        gw = np.ascontiguousarray(gw, dtype=ctx.dtypes[1])
-    if len(needs) > 2 and needs[2]:
-        gb = parts[0][1]
-        for part in parts[1:]:
-            gb += part[1]
-        gb = gb.astype(ctx.dtypes[2], copy=False)
-    if needs[0]:
-        gx = dx.astype(ctx.dtypes[0], copy=False)
-    return gx, gw, gb
+def _per_chunk(x, K, L, dtype, pointwise) -> int:
+    """Samples per GEMM: ``col`` near :data:`CHUNK_BYTES`; a 1x1 convolution of a channels-last
+    input multiplies its rows in place, all of a thread's samples at once."""
+    if pointwise and is_channels_last(x):
+        return x.shape[0]
+    return _chunk_samples(K, L, np.dtype(dtype).itemsize)
 
 
 class Conv2dGeneral(Function):
