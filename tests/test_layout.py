@@ -225,3 +225,23 @@ def test_tune_malloc_applies_on_linux_and_can_be_switched_off(monkeypatch):
     assert applied is True
     assert memory.malloc_settings()["mmap_threshold"] == 32 << 20
     assert nnparts.memory is memory
+
+
+def test_concat_of_channels_last_maps_stays_channels_last(torch, rng):
+    """DenseNet's channel concatenation keeps channels-last memory (NumPy's concatenate would
+    return NCHW and the next BatchNorm and convolution would work on transposed copies); values
+    and gradients equal PyTorch's; maps that differ elsewhere than in channels are refused."""
+    a, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 2, 4, 5))
+    A, B = Tensor(to_cl(a), requires_grad=True), Tensor(to_cl(b), requires_grad=True)
+    y = F.concat([A, B], axis=1)
+    assert is_channels_last(y.data)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ty = torch.cat([ta, tb], dim=1)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(y.data, ty.detach().numpy())
+    np.testing.assert_array_equal(A.grad, ta.grad.numpy())
+    np.testing.assert_array_equal(B.grad, tb.grad.numpy())
+    with pytest.raises(ValueError):
+        F.concat([A, Tensor(to_cl(rng.standard_normal((2, 2, 4, 4))))], axis=1)

@@ -9,29 +9,31 @@ followed by col2im, which adds each row of ``dcol`` back onto the pixels it was 
 How this maps to the code, and why it is faster than the course's version:
 
 * ``OH = (H + 2*padding - FH) // stride + 1`` (same for ``OW``).
-* The code builds the *transpose* ``col^T (C*FH*FW, n*OH*OW)`` and computes
-  ``out^T = W @ col^T`` with ``W`` the weight viewed as ``(FN, C*FH*FW)`` (a reshape, no copy).
-  ``col^T`` is read through :func:`numpy.lib.stride_tricks.sliding_window_view` (a view: no
-  index arrays) and copied once; every copied run is a contiguous image row.
+* The layer is exactly the course's ``out = col @ W_col`` (+ b): the GEMM's rows are the output
+  pixels ``(n, i, j)`` and its columns the filters. That result, ``(N*OH*OW, FN)``, *is* the
+  output in channels-last memory (NHWC, seen as NCHW: :mod:`nnparts.functional.layout`), and it
+  is returned as such instead of transposed to NCHW: that copy gathers values one at a time and
+  cost up to half the GEMM's time on 27x27 maps, and BatchNorm, ReLU, pooling and the next
+  convolution all run on channels-last memory at least as fast. (In an earlier version the
+  output was NCHW and ``out^T = W @ col^T``; OpenBLAS's SkylakeX ``sgemm`` ran that orientation
+  20-60% slower on the fast network's 3x3 layers.)
+* ``col`` is copied from a channels-last copy of the input (rows of ``kw*C`` neighbouring
+  values, read through an :func:`~numpy.lib.stride_tricks.as_strided` view: no index arrays);
+  a first layer with 1-3 channels, whose ``kw*C`` runs are too short, builds ``col^T`` from the
+  NCHW image instead (runs of an image row, via
+  :func:`~numpy.lib.stride_tricks.sliding_window_view`) and the GEMM reads it transposed.
 * Not for the whole batch at once: each thread of :mod:`nnparts.threads` takes half the batch
-  and walks it ``n`` samples at a time, ``n`` chosen so that a chunk's ``col^T`` is about
-  :data:`CHUNK_BYTES` (1 MiB). The copy, the GEMM reading it and the output copy then stay in
-  the core's L2 cache; one ``col`` for half a batch (57 MB for 32 channels at 28x28) made every
-  pass go to main memory and ran the layer 2x slower.
-* ``out^T`` is ``(FN, n, OH*OW)``; going to NCHW moves whole feature maps (contiguous runs of
-  ``OH*OW`` values), far cheaper than the course's element-wise ``transpose(0, 3, 1, 2)`` of a
-  ``(N, OH, OW, FN)`` result; for a one-sample chunk the GEMM writes the NCHW output directly.
-  The output is a plain C-contiguous NCHW array, the layout the elementwise ops, BatchNorm and
-  pooling are fastest on. (A channels-last variant, returning the NHWC GEMM result as a strided
-  NCHW view, was measured and rejected: the conv saved two copies but BatchNorm and ReLU ran
-  2-4x slower on it.)
-* Only the input is kept for the backward; each chunk's ``col^T`` is recomputed there (cheaper
+  and walks it ``n`` samples at a time, ``n`` chosen so that a chunk's ``col`` is about
+  :data:`CHUNK_BYTES` (1 MiB). The copy and the GEMM reading it then stay in the core's L2
+  cache; one ``col`` for half a batch (57 MB for 32 channels at 28x28) made every pass go to
+  main memory and ran the layer 2x slower.
+* Only the input is kept for the backward; each chunk's ``col`` is recomputed there (cheaper
   than writing a 9x larger array to memory and reading it back, and the graph holds far less).
-* ``dW_col^T = col^T dout`` is summed over the chunks (BLAS runs this shape faster than
-  ``dout^T col`` when there are few filters).
+* ``dW_col^T = col^T dout`` is summed over the chunks; ``dout``'s rows are a view of the
+  channels-last gradient the next layer returns.
 * ``dx`` of a stride-1 convolution is itself a convolution: ``dout`` padded by ``FH-1-pad``,
   correlated with the filters flipped in space and with in/out channels swapped — one more
-  im2col + GEMM. Strided convolutions use ``dcol^T = W_col^T dout^T`` and col2im, which
+  im2col + GEMM. Strided convolutions use ``dcol = dout W_col^T`` and col2im, which
   accumulates over the ``FH*FW`` kernel offsets with strided slice adds (no ``np.add.at``).
 * The gradient with respect to the input is skipped when the input needs none (the first layer).
 * float32 stays float32 end to end, so the GEMMs are OpenBLAS ``sgemm``.
@@ -44,6 +46,7 @@ Convolutional Neural Networks for Document Processing" (2006) — the im2col/GEM
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numpy as np
@@ -151,11 +154,31 @@ class _Workspace(threading.local):
 
 _workspace = _Workspace()
 
-# Samples per GEMM: a chunk's col^T (C*kh*kw x n*OH*OW) is kept near this size, so that the
-# im2col copy, the GEMM that reads it and the backward that recomputes it stay in the L2 cache
-# (measured on 3x3 convolutions of Fashion-MNIST sizes: 1 MiB chunks run the whole layer ~2x
-# faster than one im2col matrix for half the batch).
-CHUNK_BYTES = 1 << 20
+
+def _l2_bytes() -> int | None:
+    """The first core's level-2 cache size (Linux sysfs), or None where it cannot be read."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            with open(os.path.join(base, index, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(base, index, "size")) as f:
+                size = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+            return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# Samples per GEMM: a chunk's col (n*OH*OW x C*kh*kw) is kept near this size, so that the
+# im2col copy, the GEMM that reads it and the backward that recomputes it stay near the core's
+# L2 cache: twice its size, within 1-4 MiB (1 MiB where it is unknown). Measured on the fast
+# network's 3x3 layers: 1 MiB chunks ran a layer ~2x faster than one im2col matrix for half the
+# batch (AMD EPYC, 512 KiB-1 MiB L2); on an Intel Xeon with 2 MiB of L2, 4 MiB chunks ran the
+# six layers' forward + backward in 129 ms against 154 ms with 1 MiB (8 MiB: 137 ms).
+CHUNK_BYTES = min(4 << 20, max(1 << 20, 2 * (_l2_bytes() or (1 << 19))))
 
 
 def _chunk_samples(K: int, L: int, itemsize: int) -> int:
@@ -400,6 +423,8 @@ class Conv2d(Function):
         x_hwc = x.transpose(0, 2, 3, 1)
         t_pad = (kh - 1 - padding[0], kw - 1 - padding[1])
         transposed = need_x and not pointwise and stride == (1, 1) and min(t_pad) >= 0
+        if transposed:  # dout's im2col (kh*kw*O columns) must fit the chunk too
+            per_chunk = min(per_chunk, _chunk_samples(kh * kw * O, H * W, np.dtype(dtype).itemsize))
         if need_x:
             w_hwc = _hwc_rows(w)  # (O, K), columns (p, q, c)
             if transposed:  # dx rows = gcol (n*H*W, kh*kw*O) @ w_flip^T, w_flip (C, O, kh, kw)
@@ -625,7 +650,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> T
             filters; ``groups = C`` with ``O = k*C`` is a depthwise convolution (MobileNet).
             ``C`` and ``O`` must be multiples of ``groups``.
 
-    Returns ``(N, O, OH, OW)`` (C-contiguous). The default (``dilation=1``, ``groups=1``,
+    Returns ``(N, O, OH, OW)``, stored channels-last (``F.contiguous(y)`` gives NCHW memory;
+    the values are the same). The default (``dilation=1``, ``groups=1``,
     numeric padding) runs the tuned chunked GEMM of :class:`Conv2d`; the other options run
     :class:`Conv2dGeneral`.
 

@@ -11,6 +11,7 @@ import builtins
 
 import numpy as np
 
+from nnparts.functional.layout import empty_channels_last, is_channels_last
 from nnparts.tensor import Function, Tensor, _as_array
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +319,18 @@ class Concat(Function):
         ctx.axis = axis
         ctx.skipped = [x.ndim == 1 and x.size == 0 and x is not kept[0] for x in arrays]
         ctx.sizes = [x.shape[axis] for x in kept]
+        same = all(x.shape[:1] + x.shape[2:] == kept[0].shape[:1] + kept[0].shape[2:] for x in kept)
+        if ndim == 4 and axis % 4 == 1 and same and all(is_channels_last(x) for x in kept):
+            # channel concatenation of channels-last maps (DenseNet): stay channels-last, each
+            # input's rows written into its columns of the output's rows
+            shape = list(kept[0].shape)
+            shape[1] = builtins.sum(ctx.sizes)
+            out = empty_channels_last(shape, np.result_type(*kept))
+            start = 0
+            for x in kept:
+                out[:, start : start + x.shape[1]] = x
+                start += x.shape[1]
+            return out
         return np.concatenate(kept, axis=axis)
 
     @staticmethod
