@@ -337,3 +337,19 @@ def test_conv2d_saves_the_input_not_its_im2col(rng):
     saved = y._ctx[1].saved
     assert max(a.size for a in saved) == x.data.size
     assert any(a is x.data for a in saved)
+
+
+def test_chunk_size_follows_the_l2_cache(tmp_path):
+    """Chunks of col are twice the L2 cache, within 1-4 MiB; the size is read from sysfs (KiB or
+    MiB), None where it cannot be."""
+    from nnparts.functional import conv
+
+    assert 1 << 20 <= conv.CHUNK_BYTES <= 4 << 20
+    for size, expected in [("2048K", 2 << 20), ("1M", 1 << 20), ("512K", 512 << 10)]:
+        cache = tmp_path / size
+        for index, level, value in [("index0", "1", "48K"), ("index2", "2", size)]:
+            (cache / index).mkdir(parents=True)
+            (cache / index / "level").write_text(level + "\n")
+            (cache / index / "size").write_text(value + "\n")
+        assert conv._l2_bytes(str(cache)) == expected
+    assert conv._l2_bytes(str(tmp_path / "missing")) is None

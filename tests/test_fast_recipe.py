@@ -75,7 +75,7 @@ def test_too_many_conv_groups_for_the_image_size_is_a_clear_error():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"scheduler__warmup_epochs": 11}, "warmup must end before the last of train.epochs=11"),
+        ({"scheduler__warmup_epochs": 14}, "warmup must end before the last of train.epochs=14"),
         ({"train__ema_decay": 1.0}, "ema_decay in"),
         ({"train__tta": "shift"}, "allowed: none, hflip, hflip_shift"),
         ({"optimizer__norm_bias_lr_scale": 0}, "expected a factor > 0"),

@@ -155,9 +155,8 @@ class _Workspace(threading.local):
 _workspace = _Workspace()
 
 
-def _l2_bytes() -> int | None:
+def _l2_bytes(base: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
     """The first core's level-2 cache size (Linux sysfs), or None where it cannot be read."""
-    base = "/sys/devices/system/cpu/cpu0/cache"
     try:
         for index in sorted(os.listdir(base)):
             with open(os.path.join(base, index, "level")) as f:

@@ -173,38 +173,70 @@ class BatchNormTrain(Function):
         return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
 
 
+# Rows per block of the channels-last BatchNorm: a block's passes (sum, centring, squares;
+# normalization) run one after the other while it is near the cache. Measured on the cnn config
+# (Intel Xeon, 2 MiB L2): BatchNorm forward + backward 21.4 ms a step with 256 KiB blocks (the
+# NumPy calls per block cost more than the memory traffic they save), 17.0-17.8 ms with 1-4 MiB
+# blocks or one block per thread; 4 MiB was the fastest backward by ~5%.
+ROW_BLOCK_BYTES = 4 << 20
+
+
+def _row_blocks(s: int, e: int, per: int, C: int, itemsize: int) -> list:
+    """``[r0, r1)`` row ranges of about :data:`ROW_BLOCK_BYTES` covering samples ``s..e``."""
+    step = max(1, ROW_BLOCK_BYTES // max(1, C * itemsize))
+    return [(r, min(r + step, e * per)) for r in range(s * per, e * per, step)]
+
+
 def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
     """:class:`BatchNormTrain` of a channels-last ``x``: the same formula on its ``(N*H*W, C)``
-    rows (per-channel sums over the rows), threads over ranges of samples; ``y`` channels-last."""
+    rows, threads over ranges of samples, each walking blocks of rows that fit the L2 cache;
+    ``y`` channels-last.
+
+    The statistics take one pass over ``x``: each block's mean ``mu_b`` and centred sum of
+    squares ``M2_b = sum_b (x - mu_b)^2`` (computed while the block is in cache; a first guess
+    of the mean is corrected by the sum of ``x - guess``, so a float32 sum's rounding does not
+    reach the statistics), merged exactly (Chan et al.'s parallel formula, in float64)::
+
+        mu = sum_b n_b mu_b / m,    m * var = sum_b M2_b + sum_b n_b (mu_b - mu)^2
+    """
     N, C, H, W = x.shape
     xr, per = layout_rows(x), H * W
     m = xr.shape[0]
     dt = np.result_type(x, weight) if weight is not None else x.dtype
 
-    def block(a, s, e):
-        return a[s * per : e * per]
+    def block_stats(s, e):
+        blocks = _row_blocks(s, e, per, C, xr.itemsize)
+        counts = np.array([r1 - r0 for r0, r1 in blocks], dtype=np.float64)
+        means, m2 = np.empty((len(blocks), C)), np.empty((len(blocks), C))
+        for i, (r0, r1) in enumerate(blocks):
+            xb, n = xr[r0:r1], r1 - r0
+            guess = (np.einsum("mc->c", xb) / n).astype(dt)  # a float32 sum: off by ~1e-6 x |x|
+            xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
+            np.subtract(xb, guess, out=xc)
+            residual = np.einsum("mc->c", xc).astype(np.float64)  # sum(x - guess): small, exact
+            means[i] = guess + residual / n
+            m2[i] = np.einsum("mc,mc->c", xc, xc) - residual * residual / n
+        return counts, means, m2
 
-    sums = threads.parallel_map(N, x.size, lambda s, e: np.einsum("mc->c", block(xr, s, e)))
-    mean = (np.sum(sums, axis=0) / m).astype(x.dtype, copy=False)
-
-    def centred_squares(s, e):
-        xs = block(xr, s, e)
-        xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
-        np.subtract(xs, mean, out=xcs)
-        return np.einsum("mc,mc->c", xcs, xcs)
-
-    var = (np.sum(threads.parallel_map(N, x.size, centred_squares), axis=0) / m).astype(dt)
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(dt, copy=False)
+    parts = threads.parallel_map(N, x.size, block_stats)
+    counts = np.concatenate([p[0] for p in parts])[:, None]
+    means = np.concatenate([p[1] for p in parts])
+    m2 = np.concatenate([p[2] for p in parts])
+    mean64 = (counts * means).sum(axis=0) / m
+    var64 = (m2.sum(axis=0) + (counts * (means - mean64) ** 2).sum(axis=0)) / m
+    mean, var = mean64.astype(x.dtype), var64.astype(dt)
+    inv_std = (1.0 / np.sqrt(var64 + eps)).astype(dt)
     scale = inv_std if weight is None else (weight * inv_std).astype(dt, copy=False)
     y = empty_channels_last(x.shape, dt)
     yr = layout_rows(y)
 
     def normalize(s, e):
-        ys = block(yr, s, e)
-        np.subtract(block(xr, s, e), mean, out=ys)
-        ys *= scale
-        if bias is not None:
-            ys += bias
+        for r0, r1 in _row_blocks(s, e, per, C, xr.itemsize):
+            yb = yr[r0:r1]
+            np.subtract(xr[r0:r1], mean, out=yb)
+            yb *= scale
+            if bias is not None:
+                yb += bias
 
     threads.parallel_for(N, x.size, normalize)
     if stats is not None:
@@ -215,8 +247,8 @@ def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
 
 
 def _batch_norm_rows_backward(ctx, g):
-    """:class:`BatchNormTrain`'s closed-form backward on channels-last rows; ``dx`` is
-    channels-last."""
+    """:class:`BatchNormTrain`'s closed-form backward on channels-last rows, a cache-sized block
+    of rows at a time; ``dx`` is channels-last."""
     x, mean, inv_std, weight = ctx.saved
     N, C, H, W = x.shape
     m, per = ctx.m, H * W
@@ -226,14 +258,20 @@ def _batch_norm_rows_backward(ctx, g):
     gr = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(m, C)  # a view if channels-last
 
     def sums(s, e):
-        gs, xs = gr[s * per : e * per], xr[s * per : e * per]
-        xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
-        np.subtract(xs, mean, out=xcs)
-        return np.einsum("mc->c", gs), np.einsum("mc,mc->c", gs, xcs)
+        blocks = _row_blocks(s, e, per, C, xr.itemsize)
+        sum_g, sum_gx = np.empty((len(blocks), C), dt), np.empty((len(blocks), C), dt)
+        for i, (r0, r1) in enumerate(blocks):
+            gb, xb = gr[r0:r1], xr[r0:r1]
+            xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
+            np.subtract(xb, mean, out=xc)
+            sum_g[i] = np.einsum("mc->c", gb)
+            sum_gx[i] = np.einsum("mc,mc->c", gb, xc)
+        return sum_g, sum_gx
 
     parts = threads.parallel_map(N, x.size, sums)
-    dbeta = np.sum([p[0] for p in parts], axis=0).astype(dt, copy=False)
-    dgamma = (np.sum([p[1] for p in parts], axis=0) * inv_std).astype(dt, copy=False)
+    dbeta = np.concatenate([p[0] for p in parts]).sum(axis=0, dtype=np.float64).astype(dt)
+    dgamma = np.concatenate([p[1] for p in parts]).sum(axis=0, dtype=np.float64)
+    dgamma = (dgamma * inv_std).astype(dt)  # sum(dy * x_hat)
     dx = None
     if needs[0]:
         k = inv_std if weight is None else weight * inv_std
@@ -244,13 +282,14 @@ def _batch_norm_rows_backward(ctx, g):
         dxr = layout_rows(dx)
 
         def input_grad(s, e):
-            out, xs = dxr[s * per : e * per], xr[s * per : e * per]
-            xcs = threads.scratch("bn-centred", xs.size, dt).reshape(xs.shape)
-            np.subtract(xs, mean, out=xcs)
-            np.multiply(gr[s * per : e * per], k, out=out)
-            xcs *= a
-            out -= xcs
-            out -= c
+            for r0, r1 in _row_blocks(s, e, per, C, xr.itemsize):
+                out, xb = dxr[r0:r1], xr[r0:r1]
+                xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
+                np.subtract(xb, mean, out=xc)
+                np.multiply(gr[r0:r1], k, out=out)
+                xc *= a
+                out -= xc
+                out -= c
 
         threads.parallel_for(N, x.size, input_grad)
     if weight is None:
