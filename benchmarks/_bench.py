@@ -274,11 +274,15 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
 
     Returns ``{load: {policy: {library: [seconds, ...]}}}``; nnparts is left on ``default``.
     """
+    from nnparts import threads
+
     libraries = list(steps)
     times = {load: {p: {lib: [] for lib in libraries} for p in policies} for load in loads}
     k = 0
     for load in loads:
         start, load_average = time.perf_counter(), _load_average()
+        inline = []  # per timed block of the default policy: did the pool's load check run its
+        # chunks inline (other processes taking the cores)?
         with BusyCore(load == "busy"):
             forget_default_measurements()
             for policy in policies:  # warm-up
@@ -295,10 +299,16 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
                     for lib in libraries if r % 2 == 0 else libraries[::-1]:
                         times[load][policy][lib] += time_block(steps[lib], range(k, k + block))
                     k += block
+                    if policy == "default":
+                        inline.append(threads.load_report())
         if log is not None:
             log(f"  {load}: {rounds} rounds x {len(policies)} policies x {block} steps per "
                 f"library in {time.perf_counter() - start:.0f} s (load average before: "
                 f"{load_average})")  # fmt: skip
+            if inline and DEFAULT_POLICY == "pool" and inline[-1]["load_check"]:
+                log(f"  {load}: the default ran its chunks inline (other processes taking the "
+                    f"cores) in {sum(r['inline'] for r in inline)} of {len(inline)} blocks; free "
+                    f"cores last seen {inline[-1]['free_cores']}")  # fmt: skip
     apply_policy("default")
     return times
 

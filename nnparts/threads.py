@@ -17,10 +17,13 @@ policy ``"auto"`` measures. The two modes are
 * ``serial``: the same chunks one after the other on the calling thread, BLAS at all cores.
 
 Mixing them op by op was measured and rejected: after a product in BLAS threads, OpenBLAS's
-threads keep spinning for a while and slow down the next op's pool threads, so a per-op choice
-made from per-op timings ended up slower than either mode alone (the ``cnn`` benchmark step:
-160 ms mixed, 105 ms pool, 141 ms serial). ``auto`` therefore runs *all* ops in one mode at a
-time, in phases of :data:`PHASE` op calls: after a warm-up it runs each mode for
+threads keep spinning for a while and slow down the next op's pool threads (about 100 ms of a
+core each time, measured, even after BLAS is set back to one thread; its compile-time
+``THREAD_TIMEOUT``, which ``$OPENBLAS_THREAD_TIMEOUT=4`` shortens only if set before NumPy
+loads), so a per-op choice made from per-op timings ended up slower than either mode alone
+(the ``cnn`` benchmark step: 160 ms mixed, 105 ms pool, 141 ms serial). ``auto`` therefore
+runs *all* ops in one mode at a time, in phases of :data:`PHASE` op calls: after a warm-up it
+runs each mode for
 :data:`PROBES` phases, times every call site (the chunk function's code, with the op's size) in
 each, and picks the mode with the smaller total — the sum over sites of calls x median time.
 Then it runs that mode and, every :data:`EXPLOIT` phases (more, the slower the other mode was),
@@ -33,6 +36,13 @@ benchmarks, idle and with a busy core, and it gives bit-identical reruns; ``auto
 idle MLP (0.95x PyTorch vs 1.12x) but misjudged the modes with a busy core (the MLP step 14.0 ms
 against 7.1 ms for the pool: the probes of one mode are slowed by the other mode's threads
 winding down). It stays available, ``NNPARTS_THREAD_POLICY=auto``, until it is robust.
+
+The pool also watches the machine (:class:`_LoadWatch`): while other processes keep the cores
+so busy that fewer than about 1.5 are left to this one, it runs the same chunks *inline*, one
+after the other on the calling thread with BLAS at one thread, and goes back to its threads when
+the cores are free again. Same chunks, same BLAS kernel, same order: the numbers are the same bit
+for bit, so a run does not depend on the machine's load. ``$NNPARTS_LOAD_CHECK=0`` or
+:func:`set_load_check` turns that off; :func:`load_report` shows what it saw.
 
 ``set_policy("pool")``, ``"serial"`` or ``"auto"`` sets the policy (``$NNPARTS_THREAD_POLICY``
 at start-up); ``nnparts.set_num_threads(1)`` turns all of this off (plain NumPy, BLAS with its
@@ -293,11 +303,146 @@ def policy_report() -> dict:
     }
 
 
+# -- other processes' load: the pool steps aside when the cores are taken -------------------------
+LOAD_INTERVAL = 0.5  # seconds between two looks at the machine's CPU use
+INLINE_BELOW = 1.4  # cores left free by other processes below which the pool's chunks run inline
+POOL_ABOVE = 1.6  # ... and above which they go back to the pool (the gap: no flapping)
+
+
+def _proc_stat_busy(cpus, path="/proc/stat"):
+    """``(busy seconds, cores)`` summed over the CPUs ``cpus`` from ``/proc/stat`` (user, nice,
+    system, irq, softirq and steal time: a core the hypervisor gave to someone else is as taken
+    as one another process runs on), or None where there is no such file."""
+    try:
+        with open(path, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    busy, cores = 0, 0
+    for line in lines:
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        fields = line.split()
+        try:
+            cpu = int(fields[0][3:])
+            ticks = [int(v) for v in fields[1:9]]
+        except (ValueError, IndexError):
+            continue
+        if cpus is not None and cpu not in cpus:
+            continue
+        user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+        busy += user + nice + system + irq + softirq + steal
+        cores += 1
+    if cores == 0:
+        return None
+    return busy / _clock_ticks(), cores
+
+
+def _clock_ticks() -> float:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 100.0
+
+
+def _affinity():
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return None
+
+
+class _LoadWatch:
+    """Whether other processes leave this one fewer than two free cores (then the pool's chunks
+    run inline: one after the other on the calling thread, BLAS at one thread).
+
+    With a core taken by another process, chunks split over two threads wait for the slower one
+    and each op pays for waking a thread that the scheduler then runs late; one thread alone is
+    faster (measured: the ``bench_mlp.py`` step 4.84 ms with BLAS at one thread against 5.61 ms
+    with the pool, Intel Xeon AVX-512, 2 cores, one busy). The chunks are the same either way,
+    so the numbers are too: a run does not depend on the machine's load, bit for bit.
+
+    Every :data:`LOAD_INTERVAL` seconds (checked at the op calls, so a look costs one clock read
+    between them) it reads the machine's busy CPU time over the cores this process may use
+    (``/proc/stat``), takes away this process's own (``time.process_time``: all its threads), and
+    turns the rest into the cores other processes took meanwhile; the free cores are the cores
+    less that. Below :data:`INLINE_BELOW` free cores the chunks run inline, above
+    :data:`POOL_ABOVE` on the pool again. Where ``/proc/stat`` cannot be read, always the pool.
+    """
+
+    def __init__(self, read=None, clock=time.monotonic, own=time.process_time):
+        self.read = read if read is not None else (lambda: _proc_stat_busy(_affinity()))
+        self.clock, self.own = clock, own
+        self.enabled = None  # None: read $NNPARTS_LOAD_CHECK at the first op
+        self.reset()
+
+    def reset(self):
+        self.last = None  # (wall, machine busy seconds, own cpu seconds)
+        self.next_look = 0.0
+        self.is_inline = False
+        self.free = None
+        self.switches = 0
+
+    def look(self, now):
+        reading = self.read()
+        own = self.own()
+        if reading is None:
+            self.enabled = False
+            self.is_inline = False
+            return
+        busy, cores = reading
+        if self.last is not None and now > self.last[0]:
+            wall = now - self.last[0]
+            others = max(0.0, (busy - self.last[1]) - (own - self.last[2])) / wall
+            self.free = max(0.0, cores - others)
+            inline = self.free < INLINE_BELOW if not self.is_inline else self.free <= POOL_ABOVE
+            if inline != self.is_inline:
+                self.switches += 1
+                self.is_inline = inline
+        self.last = (now, busy, own)
+        self.next_look = now + LOAD_INTERVAL
+
+    def inline(self) -> bool:
+        if self.enabled is None:
+            env = os.environ.get("NNPARTS_LOAD_CHECK", "1").strip().lower()
+            self.enabled = env not in ("0", "false", "no", "off")
+        if not self.enabled:
+            return False
+        now = self.clock()
+        if now >= self.next_look:
+            self.look(now)
+        return self.is_inline
+
+
+_watch = _LoadWatch()
+
+
+def set_load_check(enabled: bool) -> None:
+    """Whether the ``"pool"`` policy runs its chunks inline while other processes take the
+    cores (the default; ``$NNPARTS_LOAD_CHECK=0`` turns it off at start-up)."""
+    _watch.reset()
+    _watch.enabled = bool(enabled)
+
+
+def load_report() -> dict:
+    """What the load check saw last: whether it is on, the cores other processes left free
+    (None before its second look), whether the pool's chunks run inline now, and how many
+    times it switched."""
+    return {
+        "load_check": bool(_watch.enabled),
+        "free_cores": None if _watch.free is None else round(_watch.free, 2),
+        "inline": _watch.is_inline,
+        "switches": _watch.switches,
+    }
+
+
 def _choose(fn, total, work):
     """``(mode, timed, site)`` for the next call of ``fn``'s op. Only the auto policy keeps
     call sites (and times them); a fixed policy costs one lookup."""
     policy = get_policy()
     if policy != "auto":
+        if policy == "pool" and _watch.inline():
+            return "inline", False, None
         return policy, False, None
     site = _site(fn, total, work)
     site.calls += 1
@@ -316,7 +461,7 @@ def _run(total, work, fn, parts, collect):
         first = fn(*parts[0])
         results = [first] + [_finish(f, fn, *p) for f, p in zip(futures, parts[1:])]
     else:
-        _set_blas_threads(get_num_threads())
+        _set_blas_threads(1 if mode == "inline" else get_num_threads())
         results = [fn(*p) for p in parts]
     if timed:
         site.record(mode, time.perf_counter() - start)
@@ -392,7 +537,7 @@ def parallel_tasks(work: int, *tasks) -> list:
         futures = [pool.submit(task) for task in tasks[1:]]
         results = [tasks[0]()] + [_finish(f, t) for f, t in zip(futures, tasks[1:])]
     else:
-        _set_blas_threads(get_num_threads())
+        _set_blas_threads(1 if mode == "inline" else get_num_threads())
         results = [task() for task in tasks]
     if timed:
         site.record(mode, time.perf_counter() - start)
@@ -442,6 +587,10 @@ def matmul(a, b, out=None):
         block(*parts[0])
         for f, p in zip(futures, parts[1:]):
             _finish(f, block, *p)
+    elif mode == "inline":  # the pool's blocks, one after the other: the same numbers
+        _set_blas_threads(1)
+        for p in chunks(n if rows else m, threads):
+            block(*p)
     else:  # one product in BLAS's threads; equal to the blocks' up to float rounding (OpenBLAS's
         # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
         _set_blas_threads(threads)

@@ -395,3 +395,138 @@ def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread():
         threads.set_min_work(1 << 18)
         threads.set_policy(previous)
         threads.set_num_threads(threads._default_threads())
+
+
+# -- the pool's load check ------------------------------------------------------------------------
+class _FakeMachine:
+    """Readings of a made-up 2-core machine: ``others`` cores' worth of other processes' work
+    and ``own`` cores' worth of ours per second, advanced by ``tick(seconds)``."""
+
+    def __init__(self, cores=2):
+        self.cores, self.now, self.busy, self.own_cpu = cores, 0.0, 0.0, 0.0
+        self.others, self.own = 0.0, 1.0
+
+    def tick(self, seconds):
+        self.now += seconds
+        self.busy += (self.others + self.own) * seconds
+        self.own_cpu += self.own * seconds
+
+    def watch(self):
+        return threads._LoadWatch(
+            read=lambda: (self.busy, self.cores), clock=lambda: self.now, own=lambda: self.own_cpu
+        )
+
+
+def test_load_check_runs_inline_while_another_process_takes_a_core_and_returns_to_the_pool():
+    machine = _FakeMachine()
+    watch = machine.watch()
+    watch.enabled = True
+    seen = []
+    # idle, then a busy process on one core, then idle again; our own work (up to two cores)
+    # must not count as someone else's
+    for others, own in [(0.0, 2.0)] * 4 + [(1.0, 1.0)] * 4 + [(0.05, 1.9)] * 4:
+        machine.others, machine.own = others, own
+        machine.tick(threads.LOAD_INTERVAL)
+        seen.append(watch.inline())
+    assert seen[:4] == [False] * 4
+    assert seen[4:8] == [True] * 4
+    assert seen[8:] == [False] * 4
+    assert watch.switches == 2
+    assert watch.free == pytest.approx(1.95)
+
+
+def test_load_check_does_not_flap_between_the_thresholds_and_looks_only_every_interval():
+    machine = _FakeMachine()
+    watch = machine.watch()
+    watch.enabled = True
+    machine.others = 0.5  # 1.5 cores free: between INLINE_BELOW and POOL_ABOVE
+    for _ in range(6):
+        machine.tick(threads.LOAD_INTERVAL)
+        assert watch.inline() is False
+    machine.others = 0.9
+    machine.tick(threads.LOAD_INTERVAL)
+    assert watch.inline() is True
+    machine.others = 0.5  # back between the thresholds: stays inline
+    for _ in range(6):
+        machine.tick(threads.LOAD_INTERVAL)
+        assert watch.inline() is True
+    # between two looks nothing is read: a burst shorter than the interval changes nothing
+    machine.others = 0.0
+    machine.tick(threads.LOAD_INTERVAL / 10)
+    reads = []
+    watch.read = lambda: reads.append(1) or (machine.busy, machine.cores)
+    assert watch.inline() is True and reads == []
+
+
+def test_load_check_without_proc_stat_keeps_the_pool():
+    watch = threads._LoadWatch(read=lambda: None)
+    watch.enabled = True
+    assert watch.inline() is False
+    assert watch.enabled is False  # and stops looking
+
+
+def test_proc_stat_parsing(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  999 0 999 999 0 0 0 0 0 0\n"
+        "cpu0 100 10 50 1000 7 3 2 5 0 0\n"
+        "cpu1 200 0 100 900 0 0 0 0 0 0\n"
+        "cpu2 9999 0 0 0 0 0 0 0 0 0\n"
+        "intr 12345\n"
+    )
+    ticks = threads._clock_ticks()
+    busy, cores = threads._proc_stat_busy({0, 1}, path=str(stat))
+    assert cores == 2
+    assert busy == pytest.approx((100 + 10 + 50 + 3 + 2 + 5 + 200 + 100) / ticks)
+    assert threads._proc_stat_busy({5}, path=str(stat)) is None
+    assert threads._proc_stat_busy(None, path=str(tmp_path / "missing")) is None
+    real = threads._proc_stat_busy(threads._affinity())
+    if real is not None:  # Linux: the machine's own counters
+        assert real[0] > 0 and real[1] >= 1
+
+
+def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch):
+    """Inline runs the pool's chunks one after the other at BLAS one thread: a conv + linear
+    training step gives the same bits in both, so a run does not depend on the machine's load."""
+    from nnparts import nn
+
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("pool")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3, 10, 10)).astype(np.float32)
+    a = rng.standard_normal((40, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 77)).astype(np.float32)
+    ran_on = set()
+    real_matmul = np.matmul
+
+    def step(inline):
+        monkeypatch.setattr(threads._watch, "inline", lambda: inline)
+        nnparts.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(8 * 25, 10),
+        )  # fmt: skip
+        X = nnparts.Tensor(x.copy(), requires_grad=True)
+        net(X).sum().backward()
+        ran_on.clear()
+        prod = threads.matmul(a, b)
+        return [X.grad, prod] + [p.grad for p in net.parameters()], set(ran_on)
+
+    def spy(*args, **kwargs):
+        ran_on.add(threading.current_thread().name)
+        return real_matmul(*args, **kwargs)
+
+    try:
+        monkeypatch.setattr(np, "matmul", spy)
+        pooled, _ = step(False)
+        inline, inline_threads = step(True)
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
+    assert inline_threads == {threading.current_thread().name}  # (the pool's may be too: a
+    # chunk no pool thread has started by then is taken back)
+    for p, q in zip(pooled, inline):
+        np.testing.assert_array_equal(p, q)
