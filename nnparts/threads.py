@@ -51,6 +51,7 @@ own threads). :func:`policy_report` shows what ``auto`` measured.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
@@ -78,8 +79,76 @@ _sites: dict = {}
 _lock = threading.Lock()
 
 
+def _cgroup_paths(proc_cgroup: str) -> dict:
+    """``{"v1": path, "v2": path}``: this process's cgroup of the ``cpu`` controller (v1) and
+    its unified cgroup (v2), as ``/proc/self/cgroup`` names them."""
+    paths = {}
+    try:
+        with open(proc_cgroup, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            paths["v2"] = path
+        elif "cpu" in controllers.split(","):
+            paths["v1"] = path
+    return paths
+
+
+def _read_quota(directory: str, version: str) -> float | None:
+    """The CPU quota (in cores) set in one cgroup directory, None where none is set."""
+    try:
+        if version == "v2":
+            with open(os.path.join(directory, "cpu.max"), encoding="ascii") as f:
+                quota, period = f.read().split()[:2]
+            if quota == "max":
+                return None
+            quota, period = int(quota), int(period)
+        else:
+            with open(os.path.join(directory, "cpu.cfs_quota_us"), encoding="ascii") as f:
+                quota = int(f.read().strip())
+            with open(os.path.join(directory, "cpu.cfs_period_us"), encoding="ascii") as f:
+                period = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:  # -1 (v1): no limit
+        return None
+    return quota / period
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup"):
+    """The CPU time this process's container may use, in cores (a cgroup CPU quota, as
+    ``docker run --cpus=2`` or a Kubernetes CPU limit set it), or None where none is set.
+
+    Such a quota does not show in the CPUs a process may run on (``os.sched_getaffinity`` still
+    lists every core of the host), so without it a container limited to 2 cores on a 64-core
+    host would start 8 threads and be throttled. Reads cgroup v2 (``cpu.max``) and v1
+    (``cpu/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``), at the process's own cgroup and each
+    of its parents up to the root (the smallest quota counts), and at the root of the mount
+    (inside a container the cgroup named by ``/proc/self/cgroup`` may not be visible)."""
+    limits = []
+    for version, path in _cgroup_paths(proc_cgroup).items():
+        base = root if version == "v2" else os.path.join(root, "cpu")
+        if version == "v2" and not os.path.exists(os.path.join(root, "cgroup.controllers")):
+            unified = os.path.join(root, "unified")  # hybrid mounts: v2 under .../unified
+            base = unified if os.path.isdir(unified) else base
+        parts = [p for p in path.split("/") if p and p != ".."]
+        dirs = [os.path.join(base, *parts[:i]) for i in range(len(parts), -1, -1)]
+        for directory in dirs:
+            quota = _read_quota(directory, version)
+            if quota is not None:
+                limits.append(quota)
+    return min(limits) if limits else None
+
+
 def _default_threads() -> int:
-    """``$NNPARTS_NUM_THREADS``, else the CPU cores available to this process (at most 8)."""
+    """``$NNPARTS_NUM_THREADS``, else the CPU cores available to this process (at most 8, and at
+    most its container's CPU quota rounded up: :func:`cgroup_cpu_limit`)."""
     env = os.environ.get("NNPARTS_NUM_THREADS")
     if env:
         try:
@@ -94,6 +163,9 @@ def _default_threads() -> int:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         n = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
     return max(1, min(n, 8))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -530,3 +531,73 @@ def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch):
     # chunk no pool thread has started by then is taken back)
     for p, q in zip(pooled, inline):
         np.testing.assert_array_equal(p, q)
+
+
+# -- a container's CPU quota caps the default thread count ----------------------------------------
+def _cgroup_tree(tmp_path, proc_lines, files):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("".join(line + "\n" for line in proc_lines))
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root), str(proc)
+
+
+def test_cgroup_v2_quota(tmp_path):
+    root, proc = _cgroup_tree(
+        tmp_path,
+        ["0::/kubepods/pod1/ctr"],
+        {
+            "cgroup.controllers": "cpu memory",
+            "kubepods/pod1/ctr/cpu.max": "max 100000",
+            "kubepods/pod1/cpu.max": "150000 100000",  # the pod's limit: 1.5 cores
+            "kubepods/cpu.max": "800000 100000",
+        },
+    )
+    assert threads.cgroup_cpu_limit(root, proc) == pytest.approx(1.5)
+    # no quota anywhere: "max"
+    root, proc = _cgroup_tree(
+        tmp_path / "b", ["0::/"], {"cgroup.controllers": "cpu", "cpu.max": "max 100000"}
+    )
+    assert threads.cgroup_cpu_limit(root, proc) is None
+
+
+def test_cgroup_v1_quota_and_a_container_that_sees_only_its_own_cgroup(tmp_path):
+    # cgroup v1 (cpu,cpuacct controllers): -1 means no limit
+    root, proc = _cgroup_tree(
+        tmp_path,
+        ["12:memory:/docker/abc", "4:cpu,cpuacct:/docker/abc", "0::/docker/abc"],
+        {"cpu/cpu.cfs_quota_us": "200000", "cpu/cpu.cfs_period_us": "100000"},
+    )  # /proc/self/cgroup names /docker/abc, but the mount shows the container's own cgroup
+    assert threads.cgroup_cpu_limit(root, proc) == pytest.approx(2.0)
+    root, proc = _cgroup_tree(
+        tmp_path / "b",
+        ["1:cpu:/"],
+        {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"},
+    )
+    assert threads.cgroup_cpu_limit(root, proc) is None
+    # garbage and missing files are no limit, not an error
+    root, proc = _cgroup_tree(
+        tmp_path / "c",
+        ["1:cpu:/", "not a cgroup line"],
+        {"cpu/cpu.cfs_quota_us": "lots", "cpu/cpu.cfs_period_us": "100000"},
+    )
+    assert threads.cgroup_cpu_limit(root, proc) is None
+    assert threads.cgroup_cpu_limit(str(tmp_path / "none"), str(tmp_path / "none")) is None
+
+
+def test_default_threads_follow_the_cpu_quota(monkeypatch):
+    monkeypatch.delenv("NNPARTS_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 1.5)
+    assert threads._default_threads() == min(cores, 2, 8)
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 0.5)
+    assert threads._default_threads() == 1
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
+    assert threads._default_threads() == min(cores, 8)
+    monkeypatch.setenv("NNPARTS_NUM_THREADS", "3")  # an explicit setting wins
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 1.0)
+    assert threads._default_threads() == 3
