@@ -601,3 +601,50 @@ def test_default_threads_follow_the_cpu_quota(monkeypatch):
     monkeypatch.setenv("NNPARTS_NUM_THREADS", "3")  # an explicit setting wins
     monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 1.0)
     assert threads._default_threads() == 3
+
+
+def test_a_real_cgroup_quota_caps_the_threads(tmp_path):
+    """A child process put into a real cgroup with half a core of quota starts one thread (needs a
+    writable cgroup v1 ``cpu`` hierarchy or a cgroup v2 root with the ``cpu`` controller: root on
+    most Linux machines and CI runners)."""
+    import subprocess
+    import sys
+    import uuid
+
+    name = f"nnparts-test-{uuid.uuid4().hex[:8]}"
+    v1 = os.path.join("/sys/fs/cgroup/cpu", name)
+    v2 = os.path.join("/sys/fs/cgroup", name)
+    made = None
+    try:
+        if os.path.isdir("/sys/fs/cgroup/cpu") and os.access("/sys/fs/cgroup/cpu", os.W_OK):
+            os.mkdir(v1)
+            made = v1
+            with open(os.path.join(v1, "cpu.cfs_period_us"), "w") as f:
+                f.write("100000")
+            with open(os.path.join(v1, "cpu.cfs_quota_us"), "w") as f:
+                f.write("50000")
+        elif os.access("/sys/fs/cgroup/cgroup.subtree_control", os.W_OK):
+            with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
+                if "cpu" not in f.read().split():
+                    pytest.skip("cgroup v2 without the cpu controller enabled for children")
+            os.mkdir(v2)
+            made = v2
+            with open(os.path.join(v2, "cpu.max"), "w") as f:
+                f.write("50000 100000")
+        else:
+            pytest.skip("no writable cgroup hierarchy here (not root, or cgroups not mounted)")
+    except OSError as e:
+        if made:
+            os.rmdir(made)
+        pytest.skip(f"cannot make a cgroup here: {e}")
+    try:
+        code = "import nnparts.threads as t; print(t.cgroup_cpu_limit(), t._default_threads())"
+        env = {k: v for k, v in os.environ.items() if k != "NNPARTS_NUM_THREADS"}
+        out = subprocess.run(
+            ["sh", "-c", f'echo $$ > {made}/cgroup.procs && exec "$0" -c "$1"', sys.executable,
+             code],
+            capture_output=True, text=True, env=env, timeout=120, check=True,
+        ).stdout.split()  # fmt: skip
+        assert out == ["0.5", "1"], out
+    finally:
+        os.rmdir(made)
