@@ -283,6 +283,8 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
         start, load_average = time.perf_counter(), _load_average()
         inline = []  # per timed block of the default policy: did the pool's load check run its
         # chunks inline (other processes taking the cores)?
+        waits = dict.fromkeys(("pool_ops", "inline_ops", "chunks_handed", "taken_back"), 0)
+        waits.update(pool_ms=0.0, wait_ms=0.0)  # the pool's waits in the default's timed blocks
         with BusyCore(load == "busy"):
             forget_default_measurements()
             for policy in policies:  # warm-up
@@ -296,11 +298,15 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
                 order = policies[r % len(policies) :] + policies[: r % len(policies)]
                 for policy in order:
                     apply_policy(policy)
+                    threads.pool_stats(reset=True)
                     for lib in libraries if r % 2 == 0 else libraries[::-1]:
                         times[load][policy][lib] += time_block(steps[lib], range(k, k + block))
                     k += block
                     if policy == "default":
                         inline.append(threads.load_report())
+                        stats = threads.pool_stats()
+                        for key in waits:
+                            waits[key] += stats[key]
         if log is not None:
             log(f"  {load}: {rounds} rounds x {len(policies)} policies x {block} steps per "
                 f"library in {time.perf_counter() - start:.0f} s (load average before: "
@@ -309,6 +315,14 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
                 log(f"  {load}: the default ran its chunks inline (other processes taking the "
                     f"cores) in {sum(r['inline'] for r in inline)} of {len(inline)} blocks; free "
                     f"cores last seen {inline[-1]['free_cores']}")  # fmt: skip
+            if waits["pool_ops"] or waits["inline_ops"]:
+                ops = max(1, waits["pool_ops"])
+                log(f"  {load}: the default's op calls: {waits['pool_ops']} on the pool, "
+                    f"{waits['inline_ops']} inline; of {waits['chunks_handed']} chunks handed to "
+                    f"pool threads {waits['taken_back']} taken back (none started them); waiting "
+                    f"for pool threads: {1e3 * waits['wait_ms'] / ops:.0f} us per pool op call, "
+                    f"{100 * waits['wait_ms'] / max(waits['pool_ms'], 1e-9):.0f}% of their time"
+                    )  # fmt: skip
     apply_policy("default")
     return times
 

@@ -535,6 +535,7 @@ def _run(total, work, fn, parts, collect):
     else:
         _set_blas_threads(1 if mode == "inline" else get_num_threads())
         results = [fn(*p) for p in parts]
+    _count(mode, len(parts), start)
     if timed:
         site.record(mode, time.perf_counter() - start)
     return results if collect else None
@@ -571,8 +572,66 @@ def _finish(future, fn, *args):
     BLAS at one thread either way: the numbers do not depend on which thread ran it.
     """
     if future.cancel():
+        _stats["taken_back"] += 1
         return fn(*args)
-    return future.result()
+    if future.done():
+        return future.result()
+    start = time.perf_counter()
+    result = future.result()
+    _stats["wait_s"] += time.perf_counter() - start
+    return result
+
+
+_stats: dict = {}
+
+
+def _reset_stats() -> None:
+    _stats.update(
+        {"pool_ops": 0, "inline_ops": 0, "serial_ops": 0, "handed": 0, "taken_back": 0,
+         "wait_s": 0.0, "pool_s": 0.0}
+    )  # fmt: skip
+
+
+_reset_stats()
+
+
+def _count(mode: str, parts: int, start: float) -> None:
+    """Count one op call of ``mode`` (the calling thread only: no lock needed)."""
+    _stats[mode + "_ops"] += 1
+    if mode == "pool":
+        _stats["handed"] += parts - 1
+        _stats["pool_s"] += time.perf_counter() - start
+
+
+def pool_stats(reset: bool = False) -> dict:
+    """Where the pool's time goes, since the last reset: op calls per mode (``pool``, ``inline``
+    while other processes take the cores, ``serial``), the chunks handed to pool threads and how
+    many of them the calling thread took back because no pool thread had started them, and how
+    long the calling thread waited for pool threads to finish theirs — in all, per pool op call,
+    and as a share of the pool ops' time. Waits that are a large share of small ops mean that
+    waking a thread costs more than the op gains from it (e.g. an MLP's sub-millisecond
+    products); many take-backs mean the pool's threads find their cores busy."""
+    st = dict(_stats)
+    ops = st["pool_ops"]
+    report = {
+        "pool_ops": ops,
+        "inline_ops": st["inline_ops"],
+        "serial_ops": st["serial_ops"],
+        "chunks_handed": st["handed"],
+        "taken_back": st["taken_back"],
+        "taken_back_pct": round(100.0 * st["taken_back"] / st["handed"], 1)
+        if st["handed"]
+        else 0.0,
+        "pool_ms": round(st["pool_s"] * 1e3, 3),
+        "wait_ms": round(st["wait_s"] * 1e3, 3),
+        "wait_us_per_pool_op": round(st["wait_s"] * 1e6 / ops, 1) if ops else 0.0,
+        "wait_pct_of_pool_time": round(100.0 * st["wait_s"] / st["pool_s"], 1)
+        if st["pool_s"]
+        else 0.0,
+    }
+    if reset:
+        _reset_stats()
+    return report
 
 
 def parallel_for(total: int, work: int, fn) -> None:
@@ -611,6 +670,7 @@ def parallel_tasks(work: int, *tasks) -> list:
     else:
         _set_blas_threads(1 if mode == "inline" else get_num_threads())
         results = [task() for task in tasks]
+    _count(mode, len(tasks), start)
     if timed:
         site.record(mode, time.perf_counter() - start)
     return results
@@ -667,6 +727,7 @@ def matmul(a, b, out=None):
         # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
         _set_blas_threads(threads)
         block(0, n if rows else m)
+    _count(mode, min(threads, n if rows else m), start)
     if timed:
         site.record(mode, time.perf_counter() - start)
     return out

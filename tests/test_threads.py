@@ -648,3 +648,50 @@ def test_a_real_cgroup_quota_caps_the_threads(tmp_path):
         assert out == ["0.5", "1"], out
     finally:
         os.rmdir(made)
+
+
+def test_pool_stats_count_take_backs_waits_and_inline_ops(monkeypatch):
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("pool")
+    release = threading.Event()
+    try:
+        threads.pool_stats(reset=True)
+        # the only pool thread is busy elsewhere: the chunk handed to it is taken back
+        blocker = threads._pool().submit(release.wait, 10)
+        threads.parallel_for(2, 1 << 20, lambda s, e: None)
+        release.set()
+        blocker.result()
+        stats = threads.pool_stats(reset=True)
+        assert (stats["pool_ops"], stats["chunks_handed"], stats["taken_back"]) == (1, 1, 1)
+        assert stats["taken_back_pct"] == 100.0 and stats["wait_ms"] == 0.0
+        # the pool thread starts its chunk (the calling thread's chunk waits for that) and takes
+        # 0.1 s more: the calling thread waits for it, and the wait is counted
+        started = threading.Event()
+
+        def chunk(s, e):
+            if s == 0:
+                assert started.wait(10)
+            else:
+                started.set()
+                time.sleep(0.1)
+
+        threads.parallel_for(2, 1 << 20, chunk)
+        stats = threads.pool_stats()
+        assert stats["taken_back"] == 0 and stats["chunks_handed"] == 1
+        assert stats["wait_ms"] >= 50.0  # the 0.1 s sleep, less what the calling thread did
+        assert 0 < stats["wait_pct_of_pool_time"] <= 100
+        # other processes take the cores: the op runs inline and is counted so
+        monkeypatch.setattr(threads._watch, "inline", lambda: True)
+        threads.pool_stats(reset=True)
+        threads.parallel_for(2, 1 << 20, lambda s, e: None)
+        a = np.ones((64, 8), np.float32)
+        threads.matmul(a, a.T)
+        stats = threads.pool_stats()
+        assert (stats["pool_ops"], stats["inline_ops"], stats["chunks_handed"]) == (0, 2, 0)
+    finally:
+        release.set()
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
