@@ -42,7 +42,9 @@ so busy that fewer than about 1.5 are left to this one, it runs the same chunks 
 after the other on the calling thread with BLAS at one thread, and goes back to its threads when
 the cores are free again. Same chunks, same BLAS kernel, same order: the numbers are the same bit
 for bit, so a run does not depend on the machine's load. ``$NNPARTS_LOAD_CHECK=0`` or
-:func:`set_load_check` turns that off; :func:`load_report` shows what it saw.
+:func:`set_load_check` turns that off; :func:`load_report` shows what it saw. The ``auto`` policy
+does the same (its phases pause meanwhile: a mode measured on a machine whose cores are taken
+says little about either mode).
 
 ``set_policy("pool")``, ``"serial"`` or ``"auto"`` sets the policy (``$NNPARTS_THREAD_POLICY``
 at start-up); ``nnparts.set_num_threads(1)`` turns all of this off (plain NumPy, BLAS with its
@@ -516,6 +518,8 @@ def _choose(fn, total, work):
         if policy == "pool" and _watch.inline():
             return "inline", False, None
         return policy, False, None
+    if _watch.inline():  # other processes take the cores: neither mode is measured meanwhile
+        return "inline", False, None
     site = _site(fn, total, work)
     site.calls += 1
     mode, timed = _auto_mode()
