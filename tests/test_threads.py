@@ -695,3 +695,22 @@ def test_pool_stats_count_take_backs_waits_and_inline_ops(monkeypatch):
         threads.set_min_work(1 << 18)
         threads.set_policy(previous)
         threads.set_num_threads(threads._default_threads())
+
+
+def test_auto_policy_runs_inline_and_measures_nothing_while_the_cores_are_taken(monkeypatch):
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("auto")
+    try:
+        monkeypatch.setattr(threads._watch, "inline", lambda: True)
+        ran_on = set()
+        for _ in range(3 * threads.PHASE):
+            threads.parallel_for(2, 1 << 20, lambda s, e: ran_on.add(threading.get_ident()))
+        assert ran_on == {threading.get_ident()}
+        assert threads._auto["calls"] == 0 and not threads._sites  # no phase advanced
+        assert threads.pool_stats()["inline_ops"] >= 3 * threads.PHASE
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
