@@ -189,6 +189,8 @@ def set_num_threads(n: int) -> None:
     _reset_auto()
     if n == 1:
         _restore_blas()
+    else:
+        pin_blas()
 
 
 def get_policy() -> str:
@@ -211,6 +213,7 @@ def set_policy(policy: str) -> None:
         raise ValueError(f"unknown thread policy {policy!r}; choose one of {', '.join(POLICIES)}")
     _state["policy"] = policy
     _reset_auto()
+    pin_blas()
 
 
 def set_min_work(elements: int) -> None:
@@ -242,6 +245,20 @@ def _set_blas_threads(n: int) -> None:
         for lib in ctl.lib_controllers:
             lib.set_num_threads(n)
     _state["blas_threads"] = n
+
+
+def pin_blas() -> None:
+    """Under the ``"pool"`` policy with several threads, keep BLAS at one thread for *every*
+    product, also those too small to split (which call NumPy directly), from the first op on.
+
+    OpenBLAS rounds some products differently at one thread and at several (a 128x784 @ 784x512
+    product differs by up to 5e-5: the threaded path blocks the 784-term sums differently). Left
+    at BLAS's default until the first split op set it to one thread, the small products of a run
+    ran at several threads before that op and at one after it: the first run in a process (or a
+    resumed one) and a later one of the same seed differed in the last bits. Called when nnparts is
+    imported and when the policy or the thread count changes."""
+    if get_num_threads() > 1 and get_policy() == "pool":
+        _set_blas_threads(1)
 
 
 def _restore_blas() -> None:

@@ -714,3 +714,26 @@ def test_auto_policy_runs_inline_and_measures_nothing_while_the_cores_are_taken(
         threads.set_min_work(1 << 18)
         threads.set_policy(previous)
         threads.set_num_threads(threads._default_threads())
+
+
+def test_importing_nnparts_puts_blas_at_one_thread_under_the_pool_policy():
+    """From the first op on, every product runs at BLAS one thread under the pool policy (the
+    small ones too, which call NumPy directly): a first run in a process and a later one (or a
+    resumed one) of the same seed give the same bits. A fresh process, 2 threads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import nnparts\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])\n"
+        "nnparts.set_num_threads(1)\n"  # off: BLAS back to its own threads
+        "print([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])\n"
+    )
+    env = dict(os.environ, NNPARTS_NUM_THREADS="2", NNPARTS_THREAD_POLICY="pool",
+               OPENBLAS_NUM_THREADS="2")  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.splitlines()
+    assert out[0] == "[1]", out
+    assert out[1] == "[2]", out
