@@ -240,3 +240,34 @@ def test_train_reports_tta_beside_the_plain_accuracy(fashion_dir, tmp_path, caps
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["tta"] == "none"
     with pytest.raises(configs.ConfigError, match="train.tta: invalid value 'vflip'"):
         small_config(fashion_dir, train__tta="vflip")
+
+
+def test_a_run_reports_its_thread_use_and_a_busy_machine_does_not_change_its_numbers(
+    fashion_dir, monkeypatch, capsys
+):
+    """Every parallel op split over 2 threads: once on the pool, once as if other processes took
+    the cores (every op inline, on the calling thread). The run says so, and its numbers are the
+    same bit for bit."""
+    from nnparts import threads
+
+    cfg = small_config(fashion_dir, train__epochs=1)
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("pool")
+    try:
+        pooled = run.train(cfg, quiet=True, progress=False)
+        monkeypatch.setattr(threads._watch, "inline", lambda: True)
+        busy = run.train(cfg, quiet=False, progress=False)
+    finally:
+        threads.set_min_work(1 << 18)
+        threads.set_policy(previous)
+        threads.set_num_threads(threads._default_threads())
+    used = pooled["timing"]["threads"]
+    assert used["policy"] == "pool" and used["num_threads"] == 2
+    assert used["pool_op_calls"] > 0 and used["inline_pct"] == 0.0
+    assert busy["timing"]["threads"]["inline_pct"] == 100.0
+    printed = capsys.readouterr().out
+    assert "kept this machine's cores busy: 100% of the parallel op calls" in printed
+    pooled.pop("timing"), busy.pop("timing")
+    assert pooled == busy

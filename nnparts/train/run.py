@@ -12,7 +12,7 @@ import numpy as np
 
 import nnparts
 from nnparts import data as datasets
-from nnparts import optim
+from nnparts import optim, threads
 from nnparts.random import manual_seed
 from nnparts.train import checkpoint as ckpt
 from nnparts.train import config as configs
@@ -209,6 +209,24 @@ def make_trainer(cfg: dict, prepared: dict, out: str | None, quiet: bool, progre
     )
     trainer.config = cfg
     return trainer
+
+
+def threads_summary() -> dict:
+    """How the training's parallel op calls used the cores (:func:`nnparts.threads.pool_stats`
+    since the start of training): the policy and thread count, the op calls on the pool and inline
+    (other processes took the cores), and the share of the pool ops' time spent waiting for pool
+    threads."""
+    stats = threads.pool_stats()
+    calls = stats["pool_ops"] + stats["inline_ops"] + stats["serial_ops"]
+    return {
+        "policy": threads.get_policy(),
+        "num_threads": threads.get_num_threads(),
+        "pool_op_calls": stats["pool_ops"],
+        "inline_op_calls": stats["inline_ops"],
+        "serial_op_calls": stats["serial_ops"],
+        "inline_pct": round(100.0 * stats["inline_ops"] / calls, 1) if calls else 0.0,
+        "pool_wait_pct": stats["wait_pct_of_pool_time"],
+    }
 
 
 def tta_metrics(trainer, cfg: dict, x: np.ndarray, y: np.ndarray) -> dict | None:
@@ -408,6 +426,7 @@ def train(
         log(f"resumed from {resume} after epoch {resumed_after}")
     status = "completed"
     message = None
+    threads.pool_stats(reset=True)
     try:
         trainer.fit(cfg["train"]["epochs"])
     except DivergenceError as e:
@@ -417,6 +436,13 @@ def train(
                 f" Kept: {os.path.join(out, 'last.npz')} (epoch {trainer.epoch}); "
                 "no final.npz is written for a diverged run."
             )
+    thread_use = threads_summary()
+    if thread_use["inline_pct"] >= 10:
+        log(
+            f"other processes kept this machine's cores busy: {thread_use['inline_pct']:.0f}% of "
+            "the parallel op calls ran on one thread meanwhile (nnparts.threads; the numbers do "
+            "not change)"
+        )
     if trainer.ema is not None and trainer.ema.n_averaged:
         # from here on the model is the averaged one: the test metrics and final.npz
         trainer.ema.copy_to(trainer.model)
@@ -450,6 +476,7 @@ def train(
             "training_seconds": sum(epoch_seconds),
             "epoch_seconds": epoch_seconds,
             "resumed_after_epoch": resumed_after,
+            "threads": thread_use,
         },
     }
     if out:
