@@ -25,6 +25,19 @@ def many_threads():
     threads.set_num_threads(threads._default_threads())
 
 
+@pytest.fixture
+def pool_of_two():
+    """The pool policy on 2 threads, every op split however small; put back afterwards."""
+    threads.set_num_threads(2)
+    threads.set_min_work(0)
+    previous = threads.get_policy()
+    threads.set_policy("pool")
+    yield
+    threads.set_min_work(1 << 18)
+    threads.set_policy(previous)
+    threads.set_num_threads(threads._default_threads())
+
+
 def test_chunks_cover_the_range_once():
     for total in (1, 2, 7, 100):
         for parts in (1, 2, 3, 8):
@@ -351,13 +364,9 @@ def test_auto_policy_reproduces_a_training_run_to_float_rounding(fashion_dir):
     assert first["test_loss"] == pytest.approx(second["test_loss"], rel=1e-5)
 
 
-def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread():
+def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread(pool_of_two):
     """A pool thread held up elsewhere (its core busy with another process) never holds up an op:
     the calling thread takes back the chunk nobody started, and the results are the same."""
-    threads.set_num_threads(2)
-    threads.set_min_work(0)
-    previous = threads.get_policy()
-    threads.set_policy("pool")
     release = threading.Event()
     try:
         blocker = threads._pool().submit(release.wait, 10)  # the only pool thread is busy
@@ -376,26 +385,16 @@ def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread():
         assert not blocker.done()
     finally:
         release.set()
-        threads.set_min_work(1 << 18)
-        threads.set_policy(previous)
-        threads.set_num_threads(threads._default_threads())
+    blocker.result()
     # and when the pool thread is free, it does take its chunk
-    threads.set_num_threads(2)
-    threads.set_min_work(0)
-    threads.set_policy("pool")
-    try:
-        idents = set()
+    idents = set()
 
-        def slow(s, e):
-            idents.add(threading.get_ident())
-            time.sleep(0.2)
+    def slow(s, e):
+        idents.add(threading.get_ident())
+        time.sleep(0.2)
 
-        threads.parallel_for(2, 1 << 20, slow)
-        assert len(idents) == 2
-    finally:
-        threads.set_min_work(1 << 18)
-        threads.set_policy(previous)
-        threads.set_num_threads(threads._default_threads())
+    threads.parallel_for(2, 1 << 20, slow)
+    assert len(idents) == 2
 
 
 # -- the pool's load check ------------------------------------------------------------------------
@@ -486,15 +485,11 @@ def test_proc_stat_parsing(tmp_path):
         assert real[0] > 0 and real[1] >= 1
 
 
-def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch):
+def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch, pool_of_two):
     """Inline runs the pool's chunks one after the other at BLAS one thread: a conv + linear
     training step gives the same bits in both, so a run does not depend on the machine's load."""
     from nnparts import nn
 
-    threads.set_num_threads(2)
-    threads.set_min_work(0)
-    previous = threads.get_policy()
-    threads.set_policy("pool")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((6, 3, 10, 10)).astype(np.float32)
     a = rng.standard_normal((40, 300)).astype(np.float32)
@@ -519,14 +514,9 @@ def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch):
         ran_on.add(threading.current_thread().name)
         return real_matmul(*args, **kwargs)
 
-    try:
-        monkeypatch.setattr(np, "matmul", spy)
-        pooled, _ = step(False)
-        inline, inline_threads = step(True)
-    finally:
-        threads.set_min_work(1 << 18)
-        threads.set_policy(previous)
-        threads.set_num_threads(threads._default_threads())
+    monkeypatch.setattr(np, "matmul", spy)
+    pooled, _ = step(False)
+    inline, inline_threads = step(True)
     assert inline_threads == {threading.current_thread().name}  # (the pool's may be too: a
     # chunk no pool thread has started by then is taken back)
     for p, q in zip(pooled, inline):
@@ -650,51 +640,43 @@ def test_a_real_cgroup_quota_caps_the_threads(tmp_path):
         os.rmdir(made)
 
 
-def test_pool_stats_count_take_backs_waits_and_inline_ops(monkeypatch):
-    threads.set_num_threads(2)
-    threads.set_min_work(0)
-    previous = threads.get_policy()
-    threads.set_policy("pool")
+def test_pool_stats_count_take_backs_waits_and_inline_ops(monkeypatch, pool_of_two):
+    threads.pool_stats(reset=True)
+    # the only pool thread is busy elsewhere: the chunk handed to it is taken back
     release = threading.Event()
+    blocker = threads._pool().submit(release.wait, 10)
     try:
-        threads.pool_stats(reset=True)
-        # the only pool thread is busy elsewhere: the chunk handed to it is taken back
-        blocker = threads._pool().submit(release.wait, 10)
         threads.parallel_for(2, 1 << 20, lambda s, e: None)
-        release.set()
-        blocker.result()
-        stats = threads.pool_stats(reset=True)
-        assert (stats["pool_ops"], stats["chunks_handed"], stats["taken_back"]) == (1, 1, 1)
-        assert stats["taken_back_pct"] == 100.0 and stats["wait_ms"] == 0.0
-        # the pool thread starts its chunk (the calling thread's chunk waits for that) and takes
-        # 0.1 s more: the calling thread waits for it, and the wait is counted
-        started = threading.Event()
-
-        def chunk(s, e):
-            if s == 0:
-                assert started.wait(10)
-            else:
-                started.set()
-                time.sleep(0.1)
-
-        threads.parallel_for(2, 1 << 20, chunk)
-        stats = threads.pool_stats()
-        assert stats["taken_back"] == 0 and stats["chunks_handed"] == 1
-        assert stats["wait_ms"] >= 50.0  # the 0.1 s sleep, less what the calling thread did
-        assert 0 < stats["wait_pct_of_pool_time"] <= 100
-        # other processes take the cores: the op runs inline and is counted so
-        monkeypatch.setattr(threads._watch, "inline", lambda: True)
-        threads.pool_stats(reset=True)
-        threads.parallel_for(2, 1 << 20, lambda s, e: None)
-        a = np.ones((64, 8), np.float32)
-        threads.matmul(a, a.T)
-        stats = threads.pool_stats()
-        assert (stats["pool_ops"], stats["inline_ops"], stats["chunks_handed"]) == (0, 2, 0)
     finally:
         release.set()
-        threads.set_min_work(1 << 18)
-        threads.set_policy(previous)
-        threads.set_num_threads(threads._default_threads())
+    blocker.result()
+    stats = threads.pool_stats(reset=True)
+    assert (stats["pool_ops"], stats["chunks_handed"], stats["taken_back"]) == (1, 1, 1)
+    assert stats["taken_back_pct"] == 100.0 and stats["wait_ms"] == 0.0
+    # the pool thread starts its chunk (the calling thread's chunk waits for that) and takes
+    # 0.1 s more: the calling thread waits for it, and the wait is counted
+    started = threading.Event()
+
+    def chunk(s, e):
+        if s == 0:
+            assert started.wait(10)
+        else:
+            started.set()
+            time.sleep(0.1)
+
+    threads.parallel_for(2, 1 << 20, chunk)
+    stats = threads.pool_stats()
+    assert stats["taken_back"] == 0 and stats["chunks_handed"] == 1
+    assert stats["wait_ms"] >= 50.0  # the 0.1 s sleep, less what the calling thread did
+    assert 0 < stats["wait_pct_of_pool_time"] <= 100
+    # other processes take the cores: the op runs inline and is counted so
+    monkeypatch.setattr(threads._watch, "inline", lambda: True)
+    threads.pool_stats(reset=True)
+    threads.parallel_for(2, 1 << 20, lambda s, e: None)
+    a = np.ones((64, 8), np.float32)
+    threads.matmul(a, a.T)
+    stats = threads.pool_stats()
+    assert (stats["pool_ops"], stats["inline_ops"], stats["chunks_handed"]) == (0, 2, 0)
 
 
 def test_auto_policy_runs_inline_and_measures_nothing_while_the_cores_are_taken(monkeypatch):
