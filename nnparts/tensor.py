@@ -129,7 +129,8 @@ class Function:
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
-                tensors.append(x)
+                node = x._node  # a computed input: its graph node, which does not hold its data
+                tensors.append(x if node is None else node)
                 needs.append(x._requires_grad)
             else:
                 if ref is not None and ref.kind == "f" and type(x) in (int, float):
@@ -150,11 +151,57 @@ class Function:
         result._hooks = None
         if True in needs and is_grad_enabled() and out.dtype.kind in "fc":
             result._requires_grad = True
-            result._ctx = (cls, ctx, tensors)
+            result._node = _Node((cls, ctx, tensors), out.shape, out.dtype)
         else:
             result._requires_grad = False
-            result._ctx = None
+            result._node = None
         return result
+
+
+class _Node:
+    """A computed tensor's place in the graph: its op record ``(Function, ctx, inputs)``, its
+    shape and dtype, and its gradient hooks, but not its array.
+
+    The ops that consume a tensor keep its node, not the tensor: an intermediate array that no op
+    saved for its backward (a BatchNorm output that only feeds a ReLU, which saves its own
+    output) is freed as soon as the caller drops it, as in PyTorch, instead of living until the
+    backward. Inputs that are leaves (parameters, data) are kept as tensors: their ``.grad`` is
+    where the gradient goes."""
+
+    __slots__ = ("_ctx", "_requires_grad", "_hooks", "shape", "dtype")
+
+    def __init__(self, record, shape, dtype):
+        self._ctx = record
+        self._requires_grad = True
+        self._hooks = None
+        self.shape = shape
+        self.dtype = dtype
+
+
+def _topological_order(start):
+    """Graph nodes (computed tensors' :class:`_Node` and leaf tensors) from ``start`` to the
+    leaves, each after every node that uses it (iterative depth-first search, so deep graphs do
+    not hit Python's recursion limit)."""
+    order, seen = [], set()
+    stack = [(start, False)]
+    push, pop, mark = stack.append, stack.pop, seen.add
+    while stack:
+        node, processed = pop()
+        if processed:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in seen:
+            continue
+        mark(key)
+        push((node, True))
+        record = node._ctx
+        if record is not None:
+            for parent in record[2]:
+                if parent._requires_grad and id(parent) not in seen:
+                    push((parent, False))
+    order.reverse()
+    return order
 
 
 class RemovableHandle:
@@ -189,13 +236,13 @@ class Tensor:
         dtype: optional dtype to convert to.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "name", "_hooks", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
         self.data = _as_array(data, dtype)
         self.grad = None
-        self._ctx = None
+        self._node = None
         self.name = name
         self._hooks = None
         self._requires_grad = False
@@ -217,7 +264,14 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._ctx is None
+        return self._node is None
+
+    @property
+    def _ctx(self):
+        """The op record ``(Function, ctx, inputs)`` that computed this tensor (None for a leaf;
+        ``(None, None, ())`` once a backward has freed it)."""
+        node = self._node
+        return None if node is None else node._ctx
 
     def detach(self) -> Tensor:
         """A tensor sharing the same data, cut from the graph."""
@@ -239,9 +293,10 @@ class Tensor:
                 "cannot register a hook on a tensor that does not require grad; create it with "
                 "requires_grad=True or register on an output of a computation that needs grad"
             )
-        if self._hooks is None:
-            self._hooks = {}
-        return RemovableHandle(self._hooks, hook)
+        owner = self if self._node is None else self._node  # a computed tensor's hooks live on
+        if owner._hooks is None:  # its graph node, which backward reaches without the tensor
+            owner._hooks = {}
+        return RemovableHandle(owner._hooks, hook)
 
     def backward(self, grad=None, retain_graph: bool = False):
         """Reverse-mode differentiation from this tensor.
@@ -268,8 +323,9 @@ class Tensor:
                     f"grad shape {grad.shape} does not match tensor shape {self.data.shape}"
                 )
 
-        order = self._topological_order()
-        grads = {id(self): grad}
+        start = self if self._node is None else self._node
+        order = _topological_order(start)
+        grads = {id(start): grad}
         pop = grads.pop
         for node in order:
             g = pop(id(node), None)
@@ -279,7 +335,7 @@ class Tensor:
                 for hook in tuple(node._hooks.values()):
                     replaced = hook(g)
                     if replaced is not None:
-                        g = _as_array(replaced, node.data.dtype)
+                        g = _as_array(replaced, node.dtype)
             record = node._ctx
             if record is None:  # a leaf (only leaves that require grad are in the order)
                 data = node.data
@@ -302,8 +358,8 @@ class Tensor:
             for inp, ig in zip(inputs, in_grads):
                 if ig is None or not inp._requires_grad:
                     continue
-                if ig.shape != inp.data.shape:
-                    ig = unbroadcast(ig, inp.data.shape)
+                if ig.shape != inp.shape:
+                    ig = unbroadcast(ig, inp.shape)
                 key = id(inp)
                 if key in grads:
                     grads[key] = grads[key] + ig
@@ -311,30 +367,6 @@ class Tensor:
                     grads[key] = ig
             if not retain_graph:
                 node._ctx = _RELEASED  # free the saved arrays as soon as they are used
-
-    def _topological_order(self):
-        """Nodes from this tensor to the leaves, each after every node that uses it (iterative
-        depth-first search, so deep graphs do not hit Python's recursion limit)."""
-        order, seen = [], set()
-        stack = [(self, False)]
-        push, pop, mark = stack.append, stack.pop, seen.add
-        while stack:
-            node, processed = pop()
-            if processed:
-                order.append(node)
-                continue
-            key = id(node)
-            if key in seen:
-                continue
-            mark(key)
-            push((node, True))
-            record = node._ctx
-            if record is not None:
-                for parent in record[2]:
-                    if parent._requires_grad and id(parent) not in seen:
-                        push((parent, False))
-        order.reverse()
-        return order
 
     # -- array-like attributes ----------------------------------------------------------------
     @property

@@ -247,3 +247,43 @@ def test_gradcheck_works_on_non_contiguous_inputs(rng):
     x = Tensor(rng.standard_normal((4, 3)).T, requires_grad=True)  # a transposed view
     assert not x.data.flags.c_contiguous
     assert gradcheck(lambda v: (v * v).sum(axis=0), [x])
+
+
+def test_an_intermediate_no_op_saved_is_freed_when_dropped_and_backward_still_works():
+    """The graph keeps each computed input's node, not its array (as PyTorch): a BatchNorm output
+    that only feeds a ReLU (which saves its own output) is freed as soon as the caller drops it,
+    instead of living until the backward. Hooks registered on it before still run."""
+    import gc
+    import weakref
+
+    import nnparts.functional as F
+
+    rng = np.random.default_rng(0)
+    x = nnparts.Tensor(rng.standard_normal((8, 3, 5, 5)), requires_grad=True)
+    y = F.batch_norm(x, None, None, training=True)
+    seen = []
+    y.register_hook(lambda g: seen.append(g.shape))
+    freed = weakref.ref(y.data)
+    z = F.relu(y)
+    del y
+    gc.collect()
+    assert freed() is None  # BatchNorm's output is gone; the ReLU kept only its output
+    loss = (z * z).sum()
+    loss.backward()
+    assert seen == [(8, 3, 5, 5)]
+    # the same gradient as with every intermediate kept alive
+    x2 = nnparts.Tensor(x.data.copy(), requires_grad=True)
+    y2 = F.batch_norm(x2, None, None, training=True)
+    (F.relu(y2) * F.relu(y2)).sum().backward()
+    np.testing.assert_array_equal(x.grad, x2.grad)
+    # a saved input stays alive (the ReLU's output, saved by the ReLU and the product)
+    assert z.data is not None and not z.is_leaf and z._ctx[0] is None  # freed record after use
+
+
+def test_a_dropped_intermediate_used_twice_still_accumulates_its_gradient():
+    x = t64([1.0, 2.0])
+    y = x * 3.0
+    a, b = y * 2.0, y * 5.0  # two consumers of y, which is then dropped
+    del y
+    (a + b).sum().backward()
+    np.testing.assert_allclose(x.grad, [21.0, 21.0])
