@@ -274,13 +274,16 @@ def _modes_of(calls):
 def test_auto_policy_runs_every_op_in_the_faster_mode(short_phases):
     calls = []
 
-    def parallel_site(s, e):  # chunks that overlap in time: the pool halves the wall time
+    # chunks that overlap in time: the pool halves the wall time. Sleeps of several ms, so that
+    # a pool thread's wake-up on a loaded machine (pytest-xdist's other worker; up to a few ms)
+    # does not blur the factor of 2 between the modes
+    def parallel_site(s, e):
         calls[-1].append(threading.current_thread().name)
-        time.sleep(0.002)
+        time.sleep(0.008)
 
     def other_site(s, e):
         calls[-1].append(threading.current_thread().name)
-        time.sleep(0.001)
+        time.sleep(0.004)
 
     for _ in range(60):
         for fn in (parallel_site, other_site):
