@@ -53,6 +53,7 @@ own threads). :func:`policy_report` shows what ``auto`` measured.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
@@ -531,12 +532,10 @@ def _choose(fn, total, work):
     """``(mode, timed, site)`` for the next call of ``fn``'s op. Only the auto policy keeps
     call sites (and times them); a fixed policy costs one lookup."""
     policy = get_policy()
+    if policy != "serial" and _watch.inline():  # other processes take the cores (auto: neither
+        return "inline", False, None  # mode is measured meanwhile)
     if policy != "auto":
-        if policy == "pool" and _watch.inline():
-            return "inline", False, None
         return policy, False, None
-    if _watch.inline():  # other processes take the cores: neither mode is measured meanwhile
-        return "inline", False, None
     site = _site(fn, total, work)
     site.calls += 1
     mode, timed = _auto_mode()
@@ -546,20 +545,31 @@ def _choose(fn, total, work):
 def _run(total, work, fn, parts, collect):
     """Run ``fn`` on ``parts`` in the mode the site (or the policy) picks; time it."""
     mode, timed, site = _choose(fn, total, work)
+    results = _execute(mode, timed, site, [functools.partial(fn, *p) for p in parts])
+    return results if collect else None
+
+
+def _execute(mode, timed, site, calls, whole=None):
+    """Run an op's chunks, zero-argument ``calls``, in ``mode``; return their results in order.
+
+    ``pool``: all but the first go to the pool's threads, BLAS at one thread (a chunk no pool
+    thread has started is taken back, :func:`_finish`); ``inline``: one after the other on the
+    calling thread, BLAS at one thread (the same numbers); ``serial``: one after the other, BLAS
+    at all cores, or ``whole()`` instead where given (a product BLAS's threads take at once).
+    Counts the call (:func:`pool_stats`) and, for the auto policy, times it for its site."""
     start = time.perf_counter()
     if mode == "pool":
         _set_blas_threads(1)
         pool = _pool()
-        futures = [pool.submit(fn, *p) for p in parts[1:]]
-        first = fn(*parts[0])
-        results = [first] + [_finish(f, fn, *p) for f, p in zip(futures, parts[1:])]
+        futures = [pool.submit(call) for call in calls[1:]]
+        results = [calls[0]()] + [_finish(f, call) for f, call in zip(futures, calls[1:])]
     else:
         _set_blas_threads(1 if mode == "inline" else get_num_threads())
-        results = [fn(*p) for p in parts]
-    _count(mode, len(parts), start)
+        results = [whole()] if mode == "serial" and whole is not None else [c() for c in calls]
+    _count(mode, len(calls), start)
     if timed:
         site.record(mode, time.perf_counter() - start)
-    return results if collect else None
+    return results
 
 
 _scratch = threading.local()
@@ -583,7 +593,7 @@ def scratch(role: str, size: int, dtype):
     return buf[:size]
 
 
-def _finish(future, fn, *args):
+def _finish(future, call):
     """The result of a chunk handed to the pool; if no pool thread has started it by the time the
     calling thread is done with its own chunk, the calling thread takes it back and runs it.
 
@@ -594,7 +604,7 @@ def _finish(future, fn, *args):
     """
     if future.cancel():
         _stats["taken_back"] += 1
-        return fn(*args)
+        return call()
     if future.done():
         return future.result()
     start = time.perf_counter()
@@ -682,19 +692,7 @@ def parallel_tasks(work: int, *tasks) -> list:
         return [task() for task in tasks]
 
     mode, timed, site = _choose(tasks[0], len(tasks), work)
-    start = time.perf_counter()
-    if mode == "pool":
-        _set_blas_threads(1)
-        pool = _pool()
-        futures = [pool.submit(task) for task in tasks[1:]]
-        results = [tasks[0]()] + [_finish(f, t) for f, t in zip(futures, tasks[1:])]
-    else:
-        _set_blas_threads(1 if mode == "inline" else get_num_threads())
-        results = [task() for task in tasks]
-    _count(mode, len(tasks), start)
-    if timed:
-        site.record(mode, time.perf_counter() - start)
-    return results
+    return _execute(mode, timed, site, list(tasks))
 
 
 def chunks(total: int, parts: int) -> list[tuple[int, int]]:
@@ -730,25 +728,10 @@ def matmul(a, b, out=None):
         else:
             np.matmul(a, b[:, s:e], out=out[:, s:e])
 
-    mode, timed, site = _choose(block, n if rows else m, work)
-    start = time.perf_counter()
-    if mode == "pool":
-        _set_blas_threads(1)
-        parts = chunks(n if rows else m, threads)
-        pool = _pool()
-        futures = [pool.submit(block, *p) for p in parts[1:]]
-        block(*parts[0])
-        for f, p in zip(futures, parts[1:]):
-            _finish(f, block, *p)
-    elif mode == "inline":  # the pool's blocks, one after the other: the same numbers
-        _set_blas_threads(1)
-        for p in chunks(n if rows else m, threads):
-            block(*p)
-    else:  # one product in BLAS's threads; equal to the blocks' up to float rounding (OpenBLAS's
-        # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
-        _set_blas_threads(threads)
-        block(0, n if rows else m)
-    _count(mode, min(threads, n if rows else m), start)
-    if timed:
-        site.record(mode, time.perf_counter() - start)
+    length = n if rows else m
+    mode, timed, site = _choose(block, length, work)
+    # serial: one product in BLAS's threads; equal to the blocks' up to float rounding (OpenBLAS's
+    # Haswell sgemm rounds a 20-row block and the whole 40 rows differently)
+    blocks = [functools.partial(block, *p) for p in chunks(length, threads)]
+    _execute(mode, timed, site, blocks, whole=functools.partial(block, 0, length))
     return out
