@@ -247,17 +247,18 @@ def test_concat_of_channels_last_maps_stays_channels_last(torch, rng):
         F.concat([A, Tensor(to_cl(rng.standard_normal((2, 2, 4, 4))))], axis=1)
 
 
-@pytest.mark.parametrize("block_bytes", [7 * 3 * 8, 256 << 10])
-def test_channels_last_batchnorm_in_blocks_of_rows_matches_torch(
-    torch, rng, monkeypatch, block_bytes
+@pytest.mark.parametrize("tile_values", [1, 512])
+def test_channels_last_batchnorm_in_ranges_of_rows_matches_torch(
+    torch, rng, monkeypatch, tile_values
 ):
-    """The channels-last BatchNorm walks cache-sized blocks of rows and merges the blocks'
-    means and centred sums of squares exactly: with blocks of 7 rows (a remainder block in
-    every thread) the output, gradients and statistics equal PyTorch's."""
+    """The channels-last BatchNorm splits the rows over the threads and merges the ranges'
+    means and centred sums of squares exactly; its per-channel vectors are tiled to rows of
+    ``k*C`` values (``k = 20`` here) or not (``k = 1``): the output, gradients and statistics
+    equal PyTorch's either way."""
     from nnparts import threads
     from nnparts.functional import normalization
 
-    monkeypatch.setattr(normalization, "ROW_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(normalization, "TILE_VALUES", tile_values)
     threads.set_min_work(0)
     try:
         x = rng.standard_normal((5, 3, 4, 5)) * 0.5 + 20.0  # a mean far from 0
@@ -280,12 +281,13 @@ def test_channels_last_batchnorm_in_blocks_of_rows_matches_torch(
 
 
 def test_channels_last_batchnorm_float32_statistics_are_accurate(rng):
-    """float32 input whose mean is 1000x its spread: the blocked statistics (float32 within a
-    block, merged in float64) normalize it as well as float64 arithmetic does."""
+    """float32 input whose mean is 1000x its spread: the statistics (float32 sums of values
+    centred on a first guess, per thread, merged in float64) normalize it as well as float64
+    arithmetic does, to the rounding of the output's ``x * alpha + beta``."""
     x = (rng.standard_normal((16, 4, 12, 12)) * 0.01 + 10.0).astype(np.float32)
     y = F.batch_norm(Tensor(to_cl(x)), None, None, training=True).data
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
         x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5
     )
-    assert np.abs(y - ref).max() < 2e-4  # 4e-5 measured; a plain float32 sum per block: 1e-3
+    assert np.abs(y - ref).max() < 2e-4  # 6e-5 to 9e-5 measured (PyTorch: 4e-4 to 5e-4)

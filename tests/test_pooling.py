@@ -45,9 +45,14 @@ def test_pool_matches_torch(torch, rng, kind, case):
     _check_against_torch(torch, ours, theirs, rng.standard_normal(shape), k, s, p, rng)
 
 
+@pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_pool_channels_last_input_keeps_layout_and_values(torch, rng, kind):
+def test_pool_channels_last_input_keeps_layout_and_values(torch, rng, kind, ties):
+    """A channels-last input, and an NCHW gradient (as a flatten before a linear layer returns
+    it): the backward copies it to the output's layout first."""
     x = rng.standard_normal((2, 4, 6, 6))
+    if ties:
+        x = np.maximum(np.round(x), 0)  # flat windows, as after a ReLU
     x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     ours = F.max_pool2d if kind == "max" else F.avg_pool2d
     theirs = getattr(torch.nn.functional, f"{kind}_pool2d")

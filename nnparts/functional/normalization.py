@@ -173,70 +173,114 @@ class BatchNormTrain(Function):
         return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
 
 
-# Rows per block of the channels-last BatchNorm: a block's passes (sum, centring, squares;
-# normalization) run one after the other while it is near the cache. Measured on the cnn config
-# (Intel Xeon, 2 MiB L2): BatchNorm forward + backward 21.4 ms a step with 256 KiB blocks (the
-# NumPy calls per block cost more than the memory traffic they save), 17.0-17.8 ms with 1-4 MiB
-# blocks or one block per thread; 4 MiB was the fastest backward by ~5%.
-ROW_BLOCK_BYTES = 4 << 20
+# Width of a tiled row: a per-channel vector broadcast over ``(m, C)`` rows runs one NumPy inner
+# loop per row, ``C`` values long (32 for the first layers), and the loop's overhead outweighs its
+# work; seen as ``(m/k, k*C)`` rows with the vector repeated ``k`` times, the inner loops are
+# ``k*C`` values long.
+TILE_VALUES = 512
 
 
-def _row_blocks(s: int, e: int, per: int, C: int, itemsize: int) -> list:
-    """``[r0, r1)`` row ranges of about :data:`ROW_BLOCK_BYTES` covering samples ``s..e``."""
-    step = max(1, ROW_BLOCK_BYTES // max(1, C * itemsize))
-    return [(r, min(r + step, e * per)) for r in range(s * per, e * per, step)]
+def _tile_factor(per: int, C: int) -> int:
+    """The largest ``k <= TILE_VALUES / C`` that divides ``per`` (rows per sample), so that the
+    rows of any range of whole samples reshape to ``(rows/k, k*C)``."""
+    return max(k for k in range(1, max(1, TILE_VALUES // max(1, C)) + 1) if per % k == 0)
+
+
+class _Rows:
+    """The ``(N*H*W, C)`` rows of channels-last arrays, in ranges of whole samples (one per
+    thread), and their tiled ``(rows/k, k*C)`` views (see :data:`TILE_VALUES`).
+
+    Why one range per thread, not cache-sized blocks: every NumPy call a pool thread makes takes
+    Python's GIL, and while both threads make calls, each call waits for the other thread to let
+    go of it. On the cnn config (Intel Xeon, KVM guest), BatchNorm's forward + backward took
+    17.3 ms a step over the whole range of each thread, 21.4 with 4 MiB blocks, 35 with 128 KiB
+    blocks, although on one thread, without the other's calls, 256 KiB blocks run the same passes
+    3-4x faster than whole arrays.
+    """
+
+    def __init__(self, x: np.ndarray):
+        N, C, H, W = x.shape
+        self.per, self.C = H * W, C
+        self.k = _tile_factor(self.per, C)
+
+    def of(self, a: np.ndarray, s: int, e: int) -> np.ndarray:
+        """Samples ``s..e`` of a channels-last ``a (N, C, H, W)`` as rows ``(n*H*W, C)``."""
+        return layout_rows(a[s:e])
+
+    def wide(self, rows: np.ndarray) -> np.ndarray:
+        """The ``(rows/k, k*C)`` view of rows of whole samples."""
+        return rows.reshape(-1, self.k * self.C)
+
+    def tile(self, v: np.ndarray) -> np.ndarray:
+        """A per-channel vector ``(C,)`` repeated to the width of :meth:`wide`."""
+        return np.tile(v, self.k)
+
+
+_ONES: dict = {}
+
+
+def _ones(n: int, dtype) -> np.ndarray:
+    """``n`` ones (a shared read-only vector): a per-channel sum is ``ones @ rows``, a BLAS
+    matrix-vector product, several times faster than NumPy's reduction over axis 0."""
+    key = np.dtype(dtype).str
+    buf = _ONES.get(key)
+    if buf is None or buf.size < n:
+        buf = np.ones(n, dtype=dtype)
+        buf.flags.writeable = False
+        _ONES[key] = buf  # filled before it is shared
+    return buf[:n]
 
 
 def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
     """:class:`BatchNormTrain` of a channels-last ``x``: the same formula on its ``(N*H*W, C)``
-    rows, threads over ranges of samples, each walking blocks of rows that fit the L2 cache;
-    ``y`` channels-last.
+    rows, the threads over ranges of samples; ``y`` channels-last.
 
-    The statistics take one pass over ``x``: each block's mean ``mu_b`` and centred sum of
-    squares ``M2_b = sum_b (x - mu_b)^2`` (computed while the block is in cache; a first guess
-    of the mean is corrected by the sum of ``x - guess``, so a float32 sum's rounding does not
-    reach the statistics), merged exactly (Chan et al.'s parallel formula, in float64)::
+    The statistics take two passes over ``x``, no more, and keep float32's rounding out of them:
+    each thread's range ``b`` sums its rows (a BLAS product with a vector of ones) for a first
+    guess of the mean, centres its rows on it, and sums the centred values and their squares;
+    the guess is corrected by the (small) sum of ``x - guess``, giving ``mu_b`` and the centred
+    sum of squares ``M2_b = sum_b (x - mu_b)^2``, merged exactly (Chan et al.'s parallel
+    formula, in float64)::
 
         mu = sum_b n_b mu_b / m,    m * var = sum_b M2_b + sum_b n_b (mu_b - mu)^2
+
+    The output is ``y = x * alpha + beta`` with ``alpha = gamma * inv_std`` and ``beta = beta -
+    mu * alpha`` per channel, two passes (PyTorch's CPU kernel computes the same form).
     """
     N, C, H, W = x.shape
-    xr, per = layout_rows(x), H * W
-    m = xr.shape[0]
+    m = N * H * W
     dt = np.result_type(x, weight) if weight is not None else x.dtype
+    rows = _Rows(x)
 
-    def block_stats(s, e):
-        blocks = _row_blocks(s, e, per, C, xr.itemsize)
-        counts = np.array([r1 - r0 for r0, r1 in blocks], dtype=np.float64)
-        means, m2 = np.empty((len(blocks), C)), np.empty((len(blocks), C))
-        for i, (r0, r1) in enumerate(blocks):
-            xb, n = xr[r0:r1], r1 - r0
-            guess = (np.einsum("mc->c", xb) / n).astype(dt)  # a float32 sum: off by ~1e-6 x |x|
-            xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
-            np.subtract(xb, guess, out=xc)
-            residual = np.einsum("mc->c", xc).astype(np.float64)  # sum(x - guess): small, exact
-            means[i] = guess + residual / n
-            m2[i] = np.einsum("mc,mc->c", xc, xc) - residual * residual / n
-        return counts, means, m2
+    def range_stats(s, e):
+        xb = rows.of(x, s, e)
+        n = xb.shape[0]
+        ones = _ones(n, dt)
+        guess = (ones @ xb / n).astype(dt)  # a float32 sum: off by ~1e-6 x |x|
+        xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
+        np.subtract(rows.wide(xb), rows.tile(guess), out=rows.wide(xc))
+        residual = (ones @ xc).astype(np.float64)  # sum(x - guess): small, exact
+        m2 = np.einsum("mc,mc->c", xc, xc) - residual * residual / n
+        return n, guess + residual / n, m2
 
-    parts = threads.parallel_map(N, x.size, block_stats)
-    counts = np.concatenate([p[0] for p in parts])[:, None]
-    means = np.concatenate([p[1] for p in parts])
-    m2 = np.concatenate([p[2] for p in parts])
+    parts = threads.parallel_map(N, x.size, range_stats)
+    counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
+    means = np.stack([p[1] for p in parts])
+    m2 = np.stack([p[2] for p in parts])
     mean64 = (counts * means).sum(axis=0) / m
     var64 = (m2.sum(axis=0) + (counts * (means - mean64) ** 2).sum(axis=0)) / m
     mean, var = mean64.astype(x.dtype), var64.astype(dt)
-    inv_std = (1.0 / np.sqrt(var64 + eps)).astype(dt)
-    scale = inv_std if weight is None else (weight * inv_std).astype(dt, copy=False)
+    inv_std64 = 1.0 / np.sqrt(var64 + eps)
+    alpha64 = inv_std64 if weight is None else weight * inv_std64
+    beta64 = -mean64 * alpha64 + (0.0 if bias is None else bias)
+    inv_std = inv_std64.astype(dt)
+    alpha, beta = rows.tile(alpha64.astype(dt)), rows.tile(beta64.astype(dt))
     y = empty_channels_last(x.shape, dt)
-    yr = layout_rows(y)
 
     def normalize(s, e):
-        for r0, r1 in _row_blocks(s, e, per, C, xr.itemsize):
-            yb = yr[r0:r1]
-            np.subtract(xr[r0:r1], mean, out=yb)
-            yb *= scale
-            if bias is not None:
-                yb += bias
+        yb = rows.wide(rows.of(y, s, e))
+        np.multiply(rows.wide(rows.of(x, s, e)), alpha, out=yb)
+        yb += beta
 
     threads.parallel_for(N, x.size, normalize)
     if stats is not None:
@@ -247,54 +291,58 @@ def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
 
 
 def _batch_norm_rows_backward(ctx, g):
-    """:class:`BatchNormTrain`'s closed-form backward on channels-last rows, a cache-sized block
-    of rows at a time; ``dx`` is channels-last."""
+    """:class:`BatchNormTrain`'s closed-form backward on channels-last rows, the threads over
+    ranges of samples; ``dx`` is channels-last.
+
+    The centred input ``x - mu``, computed for ``dgamma``'s sum, is kept (one array the size of
+    ``x``, for the time of this call) and reused for ``dx``."""
     x, mean, inv_std, weight = ctx.saved
     N, C, H, W = x.shape
-    m, per = ctx.m, H * W
+    m = ctx.m
     needs = ctx.needs_grad
     dt = np.result_type(g, inv_std)
-    xr = layout_rows(x)
-    gr = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(m, C)  # a view if channels-last
+    g = _as_rows(g)  # another layout (e.g. from a flatten): one copy, the passes read rows
+    rows = _Rows(x)
+    mean_t = rows.tile(mean.astype(dt, copy=False))
+    centred = empty_channels_last(x.shape, dt)
 
     def sums(s, e):
-        blocks = _row_blocks(s, e, per, C, xr.itemsize)
-        sum_g, sum_gx = np.empty((len(blocks), C), dt), np.empty((len(blocks), C), dt)
-        for i, (r0, r1) in enumerate(blocks):
-            gb, xb = gr[r0:r1], xr[r0:r1]
-            xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
-            np.subtract(xb, mean, out=xc)
-            sum_g[i] = np.einsum("mc->c", gb)
-            sum_gx[i] = np.einsum("mc,mc->c", gb, xc)
-        return sum_g, sum_gx
+        gb, xc = rows.of(g, s, e), rows.of(centred, s, e)
+        np.subtract(rows.wide(rows.of(x, s, e)), mean_t, out=rows.wide(xc))
+        return _ones(gb.shape[0], dt) @ gb, np.einsum("mc,mc->c", gb, xc)
 
     parts = threads.parallel_map(N, x.size, sums)
-    dbeta = np.concatenate([p[0] for p in parts]).sum(axis=0, dtype=np.float64).astype(dt)
-    dgamma = np.concatenate([p[1] for p in parts]).sum(axis=0, dtype=np.float64)
+    dbeta = np.stack([p[0] for p in parts]).sum(axis=0, dtype=np.float64).astype(dt)
+    dgamma = np.stack([p[1] for p in parts]).sum(axis=0, dtype=np.float64)
     dgamma = (dgamma * inv_std).astype(dt)  # sum(dy * x_hat)
     dx = None
     if needs[0]:
         k = inv_std if weight is None else weight * inv_std
-        a = (k * inv_std * dgamma / m).astype(dt, copy=False)
-        c = (k * dbeta / m).astype(dt, copy=False)
-        k = k.astype(dt, copy=False)
+        a = rows.tile((k * inv_std * dgamma / m).astype(dt, copy=False))
+        c = rows.tile((k * dbeta / m).astype(dt, copy=False))
+        k = rows.tile(k.astype(dt, copy=False))
         dx = empty_channels_last(x.shape, dt)
-        dxr = layout_rows(dx)
 
         def input_grad(s, e):
-            for r0, r1 in _row_blocks(s, e, per, C, xr.itemsize):
-                out, xb = dxr[r0:r1], xr[r0:r1]
-                xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
-                np.subtract(xb, mean, out=xc)
-                np.multiply(gr[r0:r1], k, out=out)
-                xc *= a
-                out -= xc
-                out -= c
+            out, xc = rows.wide(rows.of(dx, s, e)), rows.wide(rows.of(centred, s, e))
+            xc *= a
+            xc += c
+            np.multiply(rows.wide(rows.of(g, s, e)), k, out=out)
+            out -= xc
 
         threads.parallel_for(N, x.size, input_grad)
     if weight is None:
         return (dx,)
     return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
+
+
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """A channels-last copy of ``a (N, C, H, W)`` (``a`` itself if it is channels-last)."""
+    if is_channels_last(a):
+        return a
+    out = empty_channels_last(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 class ChannelAffine(Function):
