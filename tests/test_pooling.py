@@ -15,6 +15,7 @@ from nnparts import nn
 CASES = [
     ((2, 3, 8, 8), 2, None, 0),  # non-overlapping, the CNN case
     ((2, 3, 7, 9), 2, None, 0),  # odd sizes: last row/column unread
+    ((2, 3, 7, 8), 2, None, 1),  # tiling windows over a padded input, one row unread
     ((2, 3, 7, 9), 3, 2, 1),  # overlapping with padding
     ((1, 2, 5, 6), (2, 3), (1, 2), (1, 1)),  # non-square kernel, stride and padding
     ((2, 2, 6, 6), 3, 1, 0),  # heavily overlapping

@@ -128,13 +128,16 @@ class MaxPool2d(Function):
         N, C, H, W = shape
         (ph, pw), (sh, sw) = padding, stride
         disjoint = sh >= kernel[0] and sw >= kernel[1]
-        covered = disjoint and (sh, sw) == kernel and hspan + sh - 1 == H and wspan + sw - 1 == W
-        full = np.empty if covered and padding == (0, 0) else np.zeros
+        tiled = (sh, sw) == kernel  # the windows tile rows [0, hspan + sh - 1), same for columns
         N, C, Hp, Wp = xp.shape
+        full = np.empty if tiled else np.zeros  # np.zeros: fresh pages, faulted in by the writes
         if channels_last:
             dxp = full((N, Hp, Wp, C), dtype=g.dtype).transpose(0, 3, 1, 2)
         else:
             dxp = full((N, C, Hp, Wp), dtype=g.dtype)
+        if tiled:  # zero only what no window covers (the last row/column of an odd size)
+            dxp[:, :, hspan + sh - 1 :] = 0
+            dxp[:, :, :, wspan + sw - 1 :] = 0
         if g.strides != out.strides:
             # e.g. NCHW from a flatten before a linear layer: one copy to the layout of ``out``,
             # so that the passes below do not mix layouts (they ran 1.5x slower)
