@@ -162,3 +162,27 @@ def test_pool_bad_inputs_name_the_problem(rng):
         F.max_pool2d(rng.standard_normal((1, 1, 4, 4)), 2.5)
     with pytest.raises(ValueError, match=r"4-D input.*\(2, 3\)"):
         F.global_avg_pool2d(rng.standard_normal((2, 3)))
+
+
+def test_max_pool_keeps_one_byte_per_output_not_its_input(torch, rng):
+    """The max-pool saves, for each window, the kernel offset of its first maximum (a byte per
+    output value), not its input: a convolution output that only feeds the pool is freed once
+    the caller drops it, and the gradient still equals PyTorch's (ties included)."""
+    import gc
+    import weakref
+
+    x = np.maximum(np.round(rng.standard_normal((2, 3, 6, 7)) * 2), 0)  # ties: flat windows
+    X = nnparts.Tensor(x, requires_grad=True)
+    h = X * 1.0  # a computed input that nothing but the pool would keep
+    freed = weakref.ref(h.data)
+    y = F.max_pool2d(h, 2)
+    (arg,) = y._ctx[1].saved  # (op, its context, input nodes)
+    assert arg.dtype == np.uint8 and arg.shape == y.shape
+    del h
+    gc.collect()
+    assert freed() is None
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(tx * 1.0, 2).backward(torch.tensor(g))
+    np.testing.assert_array_equal(X.grad, tx.grad.numpy())

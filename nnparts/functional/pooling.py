@@ -7,12 +7,14 @@ kernel offsets ``(p, q)`` and, for each, looks at the strided slice
 ``x_pad[:, :, p::sh, q::sw]`` (a view) of all windows at once. Each step is a vectorized NumPy op
 over the whole batch; the loop has ``kh*kw`` iterations (4 for a 2x2 pool), never one per pixel.
 
-* max:  ``out = max_{p,q} x_pad[n, c, i*sh + p, j*sw + q]`` (a chain of ``np.maximum``).
-  Backward sends ``dout`` to the position that holds the maximum, found by comparing each offset
-  with ``out``. **Ties:** only the first maximum in row-major window order gets the gradient
-  (a ``taken`` mask is carried across the offsets), which is what PyTorch's CPU kernel does, so
-  gradients match PyTorch even on flat regions such as the zeros after a ReLU. Padding is
-  ``-inf`` (it never wins). NaN inputs are not supported.
+* max:  ``out = max_{p,q} x_pad[n, c, i*sh + p, j*sw + q]`` (a chain of ``np.maximum``). The
+  forward also records which offset holds each window's maximum, one byte per output value (the
+  course's saved argmax, as an offset into the window): offset ``k`` takes over when it is
+  strictly greater than the running maximum, so the record is the largest such ``k``. Backward
+  sends ``dout`` to that offset. **Ties:** only the first maximum in row-major window order gets
+  the gradient, which is what PyTorch's CPU kernel does, so gradients match PyTorch even on flat
+  regions such as the zeros after a ReLU. Padding is ``-inf`` (it never wins). NaN inputs are
+  not supported.
 * average: ``out = (1 / (kh*kw)) * sum_{p,q} x_pad[...]`` with zero padding counted in the
   divisor (PyTorch's default ``count_include_pad=True``); backward adds ``dout / (kh*kw)`` to
   every position of every window.
@@ -102,6 +104,14 @@ def _offsets(kernel):
 
 
 class MaxPool2d(Function):
+    """Max pooling; the forward also records, for every window, which kernel offset held its
+    first maximum (``arg``, one byte per output value), and the backward routes ``dout`` by it.
+
+    Keeping ``arg`` instead of the input: the backward reads one byte per output value and
+    offset, not the input and the output again, and the input (e.g. a convolution's output that
+    nothing else keeps) is freed after the forward.
+    """
+
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):
         _check_pool_args("max_pool2d", x.shape, kernel, stride, padding)
@@ -110,58 +120,61 @@ class MaxPool2d(Function):
         xp = _pad(x, padding, -np.inf)
         views = [xp[:, :, p : p + hspan : sh, q : q + wspan : sw] for p, q in _offsets(kernel)]
         out = np.empty_like(views[0])  # order="K": keeps channels-last memory
+        arg = np.empty_like(out, dtype=np.uint8 if len(views) <= 256 else np.int32)
+        greater_all = np.empty_like(out, dtype=bool)
+        index_all = np.empty_like(arg)
 
         def samples(s, e):  # a range of samples, on one thread of nnparts.threads
-            np.copyto(out[s:e], views[0][s:e])
-            for v in views[1:]:
-                np.maximum(out[s:e], v[s:e], out=out[s:e])
+            o, a, greater, index = out[s:e], arg[s:e], greater_all[s:e], index_all[s:e]
+            np.copyto(o, views[0][s:e])
+            a.fill(0)
+            for k, v in enumerate(views[1:], 1):
+                # offset k beats every earlier one (strictly: the first maximum keeps its
+                # place), so the last offset that did is the first maximum: arg = max k
+                np.greater(v[s:e], o, out=greater)
+                np.maximum(o, v[s:e], out=o)
+                np.multiply(greater, k, out=index, dtype=index.dtype)
+                np.maximum(a, index, out=a)
 
         threads.parallel_for(len(out), xp.size, samples)
-        ctx.save(xp, out)
-        ctx.geometry = (x.shape, kernel, stride, padding, hspan, wspan, _channels_last(x))
+        ctx.save(arg)
+        ctx.geometry = (x.shape, xp.shape, kernel, stride, padding, hspan, wspan)
+        ctx.channels_last = _channels_last(x)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        xp, out = ctx.saved
-        shape, kernel, stride, padding, hspan, wspan, channels_last = ctx.geometry
-        N, C, H, W = shape
+        (arg,) = ctx.saved
+        shape, (N, C, Hp, Wp), kernel, stride, padding, hspan, wspan = ctx.geometry
+        H, W = shape[2:]
         (ph, pw), (sh, sw) = padding, stride
         disjoint = sh >= kernel[0] and sw >= kernel[1]
         tiled = (sh, sw) == kernel  # the windows tile rows [0, hspan + sh - 1), same for columns
-        N, C, Hp, Wp = xp.shape
         full = np.empty if tiled else np.zeros  # np.zeros: fresh pages, faulted in by the writes
-        if channels_last:
+        if ctx.channels_last:
             dxp = full((N, Hp, Wp, C), dtype=g.dtype).transpose(0, 3, 1, 2)
         else:
             dxp = full((N, C, Hp, Wp), dtype=g.dtype)
         if tiled:  # zero only what no window covers (the last row/column of an odd size)
             dxp[:, :, hspan + sh - 1 :] = 0
             dxp[:, :, :, wspan + sw - 1 :] = 0
-        if g.strides != out.strides:
-            # e.g. NCHW from a flatten before a linear layer: one copy to the layout of ``out``,
-            # so that the passes below do not mix layouts (they ran 1.5x slower)
-            g = _like(out, g)
-        taken_all = np.empty_like(out, dtype=bool)  # windows whose maximum is already routed
-        is_max_all = np.empty_like(out, dtype=bool)
-        offsets = _offsets(kernel)
+        if g.strides[1:] != tuple(s * g.itemsize // arg.itemsize for s in arg.strides[1:]):
+            # e.g. NCHW from a flatten before a linear layer: one copy to the layout of the
+            # output, so that the passes below do not mix layouts (they ran 1.5x slower)
+            g = _like(arg, g)
+        here_all = np.empty_like(arg, dtype=bool)
 
         def samples(s, e):  # a range of samples, on one thread of nnparts.threads
-            taken, is_max, gs, d = taken_all[s:e], is_max_all[s:e], g[s:e], dxp[s:e]
-            for k, (p, q) in enumerate(offsets):
+            here, gs, d, a = here_all[s:e], g[s:e], dxp[s:e], arg[s:e]
+            for k, (p, q) in enumerate(_offsets(kernel)):
                 rows, cols = slice(p, p + hspan, sh), slice(q, q + wspan, sw)
-                first = taken if k == 0 else is_max  # the first offset's maxima are all first
-                np.equal(xp[s:e, :, rows, cols], out[s:e], out=first)
-                if k:
-                    np.greater(is_max, taken, out=is_max)  # is_max and not taken: first max
-                    if k < len(offsets) - 1:
-                        np.logical_or(taken, is_max, out=taken)
+                np.equal(a, k, out=here)
                 if disjoint:  # each input position belongs to one window: write, no add
-                    np.multiply(gs, first, out=d[:, :, rows, cols])
+                    np.multiply(gs, here, out=d[:, :, rows, cols])
                 else:
-                    d[:, :, rows, cols] += gs * first
+                    d[:, :, rows, cols] += gs * here
 
-        threads.parallel_for(len(out), dxp.size, samples)
+        threads.parallel_for(len(arg), dxp.size, samples)
         return dxp[:, :, ph : ph + H, pw : pw + W]
 
 
