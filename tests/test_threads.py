@@ -526,6 +526,33 @@ def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch, pool_of_t
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("n, m", [(128, 512), (512, 128), (40, 40)])
+def test_matmul_splits_the_larger_of_a_rows_and_b_columns(monkeypatch, pool_of_two, n, m):
+    """Every thread packs all of the operand it does not split, so the pool splits ``a``'s rows
+    when ``n >= m`` (each thread then packs all of ``b``) and ``b``'s columns otherwise; either
+    way the product is ``a @ b``, and bit-identical to its chunks run inline."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((n, 300)).astype(np.float32)
+    b = rng.standard_normal((300, m)).astype(np.float32)
+    shapes = []
+    real_matmul = np.matmul
+
+    def spy(x, y, *args, **kwargs):
+        shapes.append((x.shape, y.shape))
+        return real_matmul(x, y, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    pooled = threads.matmul(a, b)
+    if n >= m:
+        assert sorted(shapes) == [((n // 2, 300), (300, m))] * 2
+    else:
+        assert sorted(shapes) == [((n, 300), (300, m // 2))] * 2
+    monkeypatch.setattr(threads._watch, "inline", lambda: True)
+    inline = threads.matmul(a, b)
+    np.testing.assert_array_equal(pooled, inline)
+    np.testing.assert_allclose(pooled, real_matmul(a, b), rtol=1e-5, atol=1e-4)
+
+
 # -- a container's CPU quota caps the default thread count ----------------------------------------
 def _cgroup_tree(tmp_path, proc_lines, files):
     tmp_path.mkdir(parents=True, exist_ok=True)
