@@ -26,7 +26,15 @@ import numpy as np
 
 from nnparts.tensor import Function, Tensor
 
-__all__ = ["is_channels_last", "rows", "empty_channels_last", "flat", "channels_last", "contiguous"]
+__all__ = [
+    "is_channels_last",
+    "rows",
+    "empty_channels_last",
+    "to_channels_last",
+    "flat",
+    "channels_last",
+    "contiguous",
+]
 
 
 def is_channels_last(a: np.ndarray) -> bool:
@@ -45,6 +53,11 @@ def empty_channels_last(shape, dtype) -> np.ndarray:
     """A new uninitialized ``(N, C, H, W)`` array stored channels-last."""
     N, C, H, W = shape
     return np.empty((N, H, W, C), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+def to_channels_last(a: np.ndarray) -> np.ndarray:
+    """``a (N, C, H, W)`` stored channels-last: ``a`` itself if it already is, else one copy."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def flat(a: np.ndarray):
@@ -67,7 +80,7 @@ class _Relayout(Function):
                 f"a memory layout is chosen for 4-D (N, C, H, W) arrays, got shape {x.shape}"
             )
         if channels_last:
-            return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+            return to_channels_last(x)
         return np.ascontiguousarray(x)
 
     @staticmethod

@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from nnparts import threads
-from nnparts.functional.layout import empty_channels_last, is_channels_last
+from nnparts.functional.layout import empty_channels_last, is_channels_last, to_channels_last
 from nnparts.functional.layout import rows as layout_rows
 from nnparts.tensor import Function, Tensor
 
@@ -301,7 +301,7 @@ def _batch_norm_rows_backward(ctx, g):
     m = ctx.m
     needs = ctx.needs_grad
     dt = np.result_type(g, inv_std)
-    g = _as_rows(g)  # another layout (e.g. from a flatten): one copy, the passes read rows
+    g = to_channels_last(g)  # another layout (e.g. from a flatten): one copy; the passes read rows
     rows = _Rows(x)
     mean_t = rows.tile(mean.astype(dt, copy=False))
     centred = empty_channels_last(x.shape, dt)
@@ -334,15 +334,6 @@ def _batch_norm_rows_backward(ctx, g):
     if weight is None:
         return (dx,)
     return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
-
-
-def _as_rows(a: np.ndarray) -> np.ndarray:
-    """A channels-last copy of ``a (N, C, H, W)`` (``a`` itself if it is channels-last)."""
-    if is_channels_last(a):
-        return a
-    out = empty_channels_last(a.shape, a.dtype)
-    np.copyto(out, a)
-    return out
 
 
 class ChannelAffine(Function):

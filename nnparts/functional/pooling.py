@@ -158,7 +158,7 @@ class MaxPool2d(Function):
         if tiled:  # zero only what no window covers (the last row/column of an odd size)
             dxp[:, :, hspan + sh - 1 :] = 0
             dxp[:, :, :, wspan + sw - 1 :] = 0
-        if g.strides[1:] != tuple(s * g.itemsize // arg.itemsize for s in arg.strides[1:]):
+        if _channels_last(g) != ctx.channels_last:
             # e.g. NCHW from a flatten before a linear layer: one copy to the layout of the
             # output, so that the passes below do not mix layouts (they ran 1.5x slower)
             g = _like(arg, g)
