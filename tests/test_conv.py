@@ -340,11 +340,17 @@ def test_conv2d_saves_the_input_not_its_im2col(rng):
 
 
 def test_chunk_size_follows_the_l2_cache(tmp_path):
-    """Chunks of col are twice the L2 cache, within 1-4 MiB; the size is read from sysfs (KiB or
-    MiB), None where it cannot be."""
+    """Chunks of col are four times the L2 cache, within 1-4 MiB; the size is read from sysfs
+    (KiB or MiB), None where it cannot be."""
     from nnparts.functional import conv
 
+    assert conv.CHUNK_BYTES == conv.chunk_bytes(conv._l2_bytes())
     assert 1 << 20 <= conv.CHUNK_BYTES <= 4 << 20
+    assert conv.chunk_bytes(512 << 10) == 2 << 20  # AMD EPYC (Zen 3)
+    assert conv.chunk_bytes(1 << 20) == 4 << 20
+    assert conv.chunk_bytes(2 << 20) == 4 << 20  # Intel Xeon: capped
+    assert conv.chunk_bytes(128 << 10) == 1 << 20  # small caches: at least 1 MiB
+    assert conv.chunk_bytes(None) == 2 << 20  # unknown: as for 512 KiB
     for size, expected in [("2048K", 2 << 20), ("1M", 1 << 20), ("512K", 512 << 10)]:
         cache = tmp_path / size
         for index, level, value in [("index0", "1", "48K"), ("index2", "2", size)]:
