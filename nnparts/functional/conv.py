@@ -177,9 +177,10 @@ def chunk_bytes(l2: int | None) -> int:
 
     A chunk's ``col`` (n*OH*OW x C*kh*kw) is copied by im2col, read by the GEMM and recomputed
     by the backward; kept near the L2 cache, the copy's writes are still there when the GEMM
-    packs them. Measured on the fast network's step (batch 256), each size against the others
-    step by step in one process: on an AMD EPYC with 512 KiB of L2 (AVX2), 2 MiB chunks beat
-    1 MiB by 4-5% (`cnn` step 4%), 3 MiB by 2% and 4 MiB by 5%; on an Intel Xeon with 2 MiB of
+    packs them (1 MiB chunks ran a 3x3 layer ~2x faster than one im2col matrix for half the
+    batch). Measured on the fast network's step (batch 256), each size against the others step
+    by step in one process: on an AMD EPYC with 512 KiB of L2 (AVX2), 2 MiB chunks beat 1 MiB
+    by 4-5% (`cnn` step 4%), 3 MiB by up to 2% and 4 MiB by 5-10%; on an Intel Xeon with 2 MiB of
     L2, 4 MiB chunks ran the six 3x3 layers' forward + backward in 129 ms against 154 ms with
     1 MiB (8 MiB: 137 ms); the whole step 185-187 ms against 216 (1 MiB), 189-205 (2 MiB),
     181-182 (8 MiB) and 193-198 (16 MiB).
