@@ -131,6 +131,7 @@ class MaxPool2d(Function):
             for k, v in enumerate(views[1:], 1):
                 # offset k beats every earlier one (strictly: the first maximum keeps its
                 # place), so the last offset that did is the first maximum: arg = max k
+                # (two passes; np.copyto(a, k, where=greater) is one, but ~40x slower)
                 np.greater(v[s:e], o, out=greater)
                 np.maximum(o, v[s:e], out=o)
                 np.multiply(greater, k, out=index, dtype=index.dtype)
