@@ -318,8 +318,9 @@ def interleave(steps: dict, policies, loads, rounds: int, block: int, log=None) 
             if waits["pool_ops"] or waits["inline_ops"]:
                 ops = max(1, waits["pool_ops"])
                 log(f"  {load}: the default's op calls: {waits['pool_ops']} on the pool, "
-                    f"{waits['inline_ops']} inline; of {waits['chunks_handed']} chunks handed to "
-                    f"pool threads {waits['taken_back']} taken back (none started them); waiting "
+                    f"{waits['inline_ops']} inline; pool threads asked to help "
+                    f"{waits['chunks_handed']} times, not started before the calling thread had "
+                    f"run every chunk {waits['taken_back']} times; waiting "
                     f"for pool threads: {1e3 * waits['wait_ms'] / ops:.0f} us per pool op call, "
                     f"{100 * waits['wait_ms'] / max(waits['pool_ms'], 1e-9):.0f}% of their time"
                     )  # fmt: skip

@@ -274,9 +274,8 @@ def test_conv2d_in_chunks_of_samples_matches_torch(
     torch, rng, monkeypatch, kernel, stride, padding, path, num_threads, layout, input_layout
 ):
     """The batch is walked a few samples at a time (chunks of ~CHUNK_BYTES of col^T), on each
-    thread: with tiny chunks, 13 samples make full chunks, a remainder chunk and one-sample
-    chunks on every path of the backward, for either lowering and input layout, and the result
-    still equals PyTorch."""
+    thread: with tiny chunks, 13 samples make chunks of 2 and 3 samples on every path of the
+    backward, for either lowering and input layout, and the result still equals PyTorch."""
     from nnparts import threads
     from nnparts.functional import conv
 
@@ -302,6 +301,39 @@ def test_conv2d_in_chunks_of_samples_matches_torch(
     np.testing.assert_allclose(X.grad, tx.grad.numpy(), atol=1e-10, rtol=0)
     np.testing.assert_allclose(Wt.grad, tw.grad.numpy(), atol=1e-10, rtol=0)
     np.testing.assert_allclose(B.grad, tb.grad.numpy(), atol=1e-10, rtol=0)
+
+
+def test_chunks_of_a_range_are_as_few_and_as_even_as_the_chunk_size_allows(rng):
+    """64 samples in chunks of at most 21 are 16+16+16+16, not 21+21+21+1 (a one-sample GEMM);
+    the chunks cover the range once, in order. One-sample chunks (CHUNK_BYTES below one sample's
+    col) give the same result as the default size."""
+    from nnparts.functional import conv
+
+    assert conv._walk(0, 64, 21) == [(0, 16), (16, 16), (32, 16), (48, 16)]
+    assert conv._walk(5, 12, 3) == [(5, 2), (7, 2), (9, 3)]
+    assert conv._walk(3, 4, 100) == [(3, 1)]
+    assert conv._walk(0, 0, 4) == []  # an empty batch
+    for s, e, n in [(0, 13, 3), (7, 100, 8), (0, 1, 1)]:
+        parts = conv._walk(s, e, n)
+        assert [i for a, m in parts for i in range(a, a + m)] == list(range(s, e))
+        assert (
+            max(m for _, m in parts) <= n
+            and max(m for _, m in parts) - min(m for _, m in parts) <= 1
+        )
+    x = nnparts.Tensor(rng.standard_normal((5, 4, 7, 7)), requires_grad=True)
+    w = nnparts.Tensor(rng.standard_normal((6, 4, 3, 3)), requires_grad=True)
+    outs = []
+    for size in (conv.CHUNK_BYTES, 1):
+        old, conv.CHUNK_BYTES = conv.CHUNK_BYTES, size
+        try:
+            x.grad = w.grad = None
+            y = F.conv2d(x, w, padding=1)
+            y.backward(np.ones(y.shape))
+            outs.append((y.data, x.grad, w.grad))
+        finally:
+            conv.CHUNK_BYTES = old
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_layout_rule_takes_channels_last_for_long_runs():

@@ -380,7 +380,8 @@ def test_a_chunk_no_pool_thread_has_started_runs_on_the_calling_thread(pool_of_t
             return sum(range(s, e))
 
         results = threads.parallel_map(10, 1 << 20, chunk)
-        assert results == [sum(range(0, 5)), sum(range(5, 10))]
+        assert threads.op_chunks(10, 1 << 20, 2) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+        assert results == [sum(range(s, e)) for s, e in [(0, 2), (2, 5), (5, 7), (7, 10)]]
         assert set(ran_on.values()) == {threading.get_ident()}
         out = np.zeros(10)
         threads.parallel_for(10, 1 << 20, lambda s, e: out.__setitem__(slice(s, e), 1.0))
@@ -486,6 +487,35 @@ def test_proc_stat_parsing(tmp_path):
     real = threads._proc_stat_busy(threads._affinity())
     if real is not None:  # Linux: the machine's own counters
         assert real[0] > 0 and real[1] >= 1
+
+
+def test_threads_pull_the_chunks_so_a_late_pool_thread_costs_at_most_a_chunk(pool_of_two):
+    """A large op is cut into PIECES chunks per thread and each thread takes the next chunk nobody
+    has taken: while the pool thread is held up, the calling thread runs the chunks it has not
+    reached; the results come back in chunk order either way, and small ops keep one chunk per
+    thread."""
+    threads.set_min_work(1000)
+    assert threads.op_chunks(8, 4000, 2) == threads.chunks(8, 2 * threads.PIECES)
+    assert threads.op_chunks(8, 3999, 2) == threads.chunks(8, 2)
+    assert threads.op_chunks(3, 4000, 2) == [(0, 1), (1, 2), (2, 3)]  # never empty chunks
+    late = threading.Event()
+    ran_on = {}
+
+    def chunk(s, e):
+        if threading.current_thread() is threading.main_thread():
+            assert late.wait(10)  # (so that the pool thread does take a chunk)
+        else:
+            late.set()
+            time.sleep(0.3)  # the pool thread's chunk takes long (its core is slow)
+        ran_on[s] = threading.current_thread() is threading.main_thread()
+        return s
+
+    threads.pool_stats(reset=True)
+    out = threads.parallel_map(8, 1 << 20, chunk)
+    assert out == [s for s, _ in threads.op_chunks(8, 1 << 20, 2)] == [0, 2, 4, 6]
+    assert sorted(ran_on) == [0, 2, 4, 6] and sum(ran_on.values()) == 3  # the pool thread: 1
+    stats = threads.pool_stats()
+    assert (stats["chunks_handed"], stats["taken_back"]) == (1, 0)
 
 
 def test_inline_chunks_give_the_pools_numbers_bit_for_bit(monkeypatch, pool_of_two):

@@ -22,11 +22,11 @@ How this maps to the code, and why it is faster than the course's version:
   a first layer with 1-3 channels, whose ``kw*C`` runs are too short, builds ``col^T`` from the
   NCHW image instead (runs of an image row, via
   :func:`~numpy.lib.stride_tricks.sliding_window_view`) and the GEMM reads it transposed.
-* Not for the whole batch at once: each thread of :mod:`nnparts.threads` takes half the batch
-  and walks it ``n`` samples at a time, ``n`` chosen so that a chunk's ``col`` is about
-  :data:`CHUNK_BYTES` (1 MiB). The copy and the GEMM reading it then stay in the core's L2
-  cache; one ``col`` for half a batch (57 MB for 32 channels at 28x28) made every pass go to
-  main memory and ran the layer 2x slower.
+* Not for the whole batch at once: the threads of :mod:`nnparts.threads` take ranges of the
+  batch (two a thread, pulled in turn) and walk each in equal chunks of at most ``n`` samples,
+  ``n`` chosen so that a chunk's ``col`` is about :data:`CHUNK_BYTES` (1-4 MiB). The copy and
+  the GEMM reading it then stay near the core's L2 cache; one ``col`` for half a batch (57 MB
+  for 32 channels at 28x28) made every pass go to main memory and ran the layer 2x slower.
 * Only the input is kept for the backward; each chunk's ``col`` is recomputed there (cheaper
   than writing a 9x larger array to memory and reading it back, and the graph holds far less).
 * ``dW_col^T = col^T dout`` is summed over the chunks; ``dout``'s rows are a view of the
@@ -397,8 +397,7 @@ class Conv2d(Function):
         out = np.empty((N, OH, OW, O), dtype=dtype)
 
         def samples(s, e):
-            for a in range(s, e, per_chunk):
-                m = min(per_chunk, e - a)
+            for a, m in _walk(s, e, per_chunk):
                 if pointwise:
                     col = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype).reshape(m * L, C)
                 else:
@@ -448,8 +447,7 @@ class Conv2d(Function):
             gw = np.zeros((K, O), dtype=dtype) if need_w else None  # dW_col^T
             gb = np.zeros(O, dtype=dtype) if need_b else None
             tmp = np.empty((K, O), dtype=dtype) if need_w else None
-            for a in range(s, e, per_chunk):
-                m = min(per_chunk, e - a)
+            for a, m in _walk(s, e, per_chunk):
                 g_rows = g_hwc[a : a + m].reshape(m * L, O)
                 if need_b:
                     gb += np.einsum("mo->o", g_rows)
@@ -510,6 +508,19 @@ def _lower_last(x, C, kw, OW, stride_w) -> bool:
     if LAYOUT != "auto":
         return LAYOUT == "nhwc"
     return is_channels_last(x) or _channels_last(C, kw, OW, stride_w)
+
+
+def _walk(s: int, e: int, per_chunk: int) -> list[tuple[int, int]]:
+    """``(first, count)`` of the GEMM chunks of samples ``s..e``: as few as hold at most
+    ``per_chunk`` samples each, of equal sizes (within one). Cutting 64 samples as 21+21+21+1
+    ran a one-sample GEMM, a poor shape for BLAS; 16+16+16+16 does not (with the threads' two
+    chunks each, :func:`nnparts.threads.op_chunks`, a thread's range is often not a multiple of
+    ``per_chunk``)."""
+    k = -(-(e - s) // per_chunk)  # 0 for an empty batch: no chunk
+    if k <= 0:
+        return []
+    bounds = [s + (e - s) * i // k for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(k)]
 
 
 def _per_chunk(x, K, L, dtype, pointwise) -> int:
