@@ -516,11 +516,10 @@ def _walk(s: int, e: int, per_chunk: int) -> list[tuple[int, int]]:
     ran a one-sample GEMM, a poor shape for BLAS; 16+16+16+16 does not (with the threads' two
     chunks each, :func:`nnparts.threads.op_chunks`, a thread's range is often not a multiple of
     ``per_chunk``)."""
-    k = -(-(e - s) // per_chunk)  # 0 for an empty batch: no chunk
-    if k <= 0:
+    if e <= s:  # an empty batch: no chunk
         return []
-    bounds = [s + (e - s) * i // k for i in range(k + 1)]
-    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(k)]
+    parts = threads.chunks(e - s, -(-(e - s) // per_chunk))
+    return [(s + a, b - a) for a, b in parts]
 
 
 def _per_chunk(x, K, L, dtype, pointwise) -> int:
