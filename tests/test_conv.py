@@ -458,23 +458,26 @@ def test_tap_regions_tile_the_output_and_skip_exactly_the_padding():
 
 def test_skip_padding_rule(monkeypatch):
     """Rectangles for stride-1 channels-last convolutions with at least PADDING_WASTE of zeros
-    (3x3 with padding 1: 7x7 maps and smaller, not 14x14); never for a strided or NCHW-lowered
-    one, none without padding, nor where padding >= kernel (outputs reading no tap)."""
+    (3x3 with padding 1: 7x7 maps and smaller), or PADDING_WASTE_WIDE with 64 channels or more
+    (14x14 too, not 28x28); never for a strided or NCHW-lowered one, none without padding, nor
+    where padding >= kernel (outputs reading no tap)."""
     from nnparts.functional import conv
 
-    k3, p1 = (3, 3), (1, 1)
-    assert conv._skips_padding(7, 7, k3, (1, 1), p1, True)
-    assert conv._skips_padding(3, 3, k3, (1, 1), p1, True)
-    assert not conv._skips_padding(14, 14, k3, (1, 1), p1, True)
-    assert not conv._skips_padding(7, 7, k3, (2, 2), p1, True)
-    assert not conv._skips_padding(7, 7, k3, (1, 1), p1, False)
-    assert not conv._skips_padding(7, 7, k3, (1, 1), (0, 0), True)
-    assert not conv._skips_padding(3, 3, (1, 1), (1, 1), p1, True)
+    k3, p1, s1 = (3, 3), (1, 1), (1, 1)
+    assert conv._skips_padding(7, 7, 32, k3, s1, p1, True)
+    assert conv._skips_padding(3, 3, 8, k3, s1, p1, True)
+    assert not conv._skips_padding(14, 14, 32, k3, s1, p1, True)
+    assert conv._skips_padding(14, 14, 64, k3, s1, p1, True)
+    assert not conv._skips_padding(28, 28, 128, k3, s1, p1, True)
+    assert not conv._skips_padding(7, 7, 64, k3, (2, 2), p1, True)
+    assert not conv._skips_padding(7, 7, 64, k3, s1, p1, False)
+    assert not conv._skips_padding(7, 7, 64, k3, s1, (0, 0), True)
+    assert not conv._skips_padding(3, 3, 64, (1, 1), s1, p1, True)
     monkeypatch.setattr(conv, "SKIP_PADDING", "always")
-    assert conv._skips_padding(28, 28, k3, (1, 1), p1, True)
-    assert not conv._skips_padding(7, 7, k3, (2, 2), p1, True)
+    assert conv._skips_padding(28, 28, 1, k3, s1, p1, True)
+    assert not conv._skips_padding(7, 7, 64, k3, (2, 2), p1, True)
     monkeypatch.setattr(conv, "SKIP_PADDING", "never")
-    assert not conv._skips_padding(3, 3, k3, (1, 1), p1, True)
+    assert not conv._skips_padding(3, 3, 64, k3, s1, p1, True)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -485,7 +488,7 @@ def test_skipping_the_padding_gives_the_padded_im2col_result(rng, monkeypatch, d
     from nnparts import threads
     from nnparts.functional import conv
 
-    assert conv._skips_padding(6, 6, (3, 3), (1, 1), (1, 1), True)
+    assert conv._skips_padding(6, 6, 16, (3, 3), (1, 1), (1, 1), True)
     monkeypatch.setattr(conv, "CHUNK_BYTES", 5 * 9 * 16 * 36 * 4)
     x = (
         np.ascontiguousarray(rng.standard_normal((23, 6, 6, 16)))

@@ -289,8 +289,11 @@ def _hwc_rows(w: np.ndarray) -> np.ndarray:
 # (forced; the tests run both).
 SKIP_PADDING = "auto"
 # ... "auto" skips them where at least this fraction of a padded im2col's products would
-# multiply the zero padding (3x3 kernels, padding 1: maps of 7x7 and smaller).
+# multiply the zero padding (3x3 kernels, padding 1: maps of 7x7 and smaller), or at least
+# PADDING_WASTE_WIDE with WIDE_CHANNELS input channels or more (then also 14x14 maps).
 PADDING_WASTE = 0.15
+PADDING_WASTE_WIDE = 0.08
+WIDE_CHANNELS = 64
 
 
 def _tap_runs(out_size: int, size: int, k: int, pad: int) -> list[tuple[int, int, int, int]]:
@@ -340,22 +343,23 @@ def _padding_waste(H, W, kernel, padding) -> float:
     return 1.0 - inside
 
 
-def _skips_padding(H, W, kernel, stride, padding, last) -> bool:
-    """Whether a convolution runs on :class:`_TapPlan`'s rectangles rather than on one padded
-    im2col: stride 1, the channels-last lowering, ``padding < kernel`` on both axes and not
-    zero on both, and (``"auto"``) at least :data:`PADDING_WASTE` of the padded im2col's
-    products on zeros.
+def _skips_padding(H, W, C, kernel, stride, padding, last) -> bool:
+    """Whether a convolution of ``C`` input channels runs on :class:`_TapPlan`'s rectangles
+    rather than on one padded im2col: stride 1, the channels-last lowering, ``padding < kernel``
+    on both axes and not zero on both, and (``"auto"``) at least :data:`PADDING_WASTE` of the
+    padded im2col's products on zeros, or :data:`PADDING_WASTE_WIDE` with at least
+    :data:`WIDE_CHANNELS` channels (``dx``'s transposed convolution reads ``dout``: its
+    channels are the layer's outputs).
 
-    Measured on an AMD EPYC (Zen 4, AVX-512, OpenBLAS SkylakeX), each choice against the padded
-    im2col step by step in one process: with the rectangles on maps of 7x7 and smaller the
-    ResNet step (128->128 at 7x7) took 0.87x the time and the fast network's (6x6 and 3x3) 0.95x;
-    also on 13x13 and 14x14 (10% zeros) the gain shrank (ResNet 0.95x, fast 0.98-0.99x) and the
-    `cnn` step's one 14x14 layer lost. One layer, forward + backward on both threads: 128->128 at
-    3x3 0.79-0.80x, at 7x7 0.89x, 64->128 at 6x6 0.92x, 32->64 at 13x13 1.04-1.11x, 8->32 at 27x27
-    1.28x. On one chunk and one thread the rectangles won down to 13x13 (0.91-0.98x), but on the
-    whole batch a chunk read straight from the input, with no padded copy to bring it into the
-    cache first, gave that back; and nine smaller GEMMs and their copies cost more than the few
-    zeros of a large map.
+    Measured on an AMD EPYC (Zen 4, AVX-512, OpenBLAS SkylakeX), this rule against the padded
+    im2col everywhere, step by step in one process (paired medians, two runs each): the fast
+    network (batch 256; 6x6 and 3x3 layers) 0.945-0.952, ResNet (batch 128; 64 channels at
+    14x14, 128 at 7x7) 0.945-0.980, `cnn` (its 64-channel ``dx`` at 14x14) 0.972-0.991. One
+    layer, forward + backward (batch 256): 128->128 at 3x3 0.79-0.80, at 7x7 0.87-0.89, 64->128
+    at 6x6 0.92, 64->64 at 14x14 0.93-0.94; but 32->32 and 32->64 at 13x13 1.04-1.11 and 8->32 at
+    27x27 1.28: with few channels the rectangles' copies move short runs, and on large maps nine
+    smaller GEMMs cost more than the few zeros they skip. (On one chunk and one thread the
+    32-channel 13x13 layers did win, 0.91-0.98; over the whole batch on both threads they lost.)
     """
     if stride != (1, 1) or not last:
         return False
@@ -364,7 +368,8 @@ def _skips_padding(H, W, kernel, stride, padding, last) -> bool:
         return False
     if SKIP_PADDING != "auto":
         return SKIP_PADDING == "always"
-    return _padding_waste(H, W, kernel, padding) >= PADDING_WASTE
+    waste = _padding_waste(H, W, kernel, padding)
+    return waste >= (PADDING_WASTE_WIDE if C >= WIDE_CHANNELS else PADDING_WASTE)
 
 
 class _TapPlan:
@@ -580,7 +585,7 @@ class Conv2d(Function):
         x_hwc = x.transpose(0, 2, 3, 1)
         out = np.empty((N, OH, OW, O), dtype=dtype)
         regions = None
-        if _skips_padding(H, W, (kh, kw), stride, padding, last):
+        if _skips_padding(H, W, C, (kh, kw), stride, padding, last):
             regions = _TapPlan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
             w_parts = regions.weights(w_t)
 
@@ -639,9 +644,9 @@ class Conv2d(Function):
         # only the taps inside the image (the weight gradient reads x's, dx's transposed
         # convolution dout's)
         w_regions = x_regions = None
-        if need_w and _skips_padding(H, W, (kh, kw), stride, padding, last):
+        if need_w and _skips_padding(H, W, C, (kh, kw), stride, padding, last):
             w_regions = _TapPlan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
-        if transposed and _skips_padding(OH, OW, (kh, kw), (1, 1), t_pad, True):
+        if transposed and _skips_padding(OH, OW, O, (kh, kw), (1, 1), t_pad, True):
             x_regions = _TapPlan(OH, OW, O, (kh, kw), t_pad, np.dtype(dtype).itemsize)
             flip_parts = x_regions.weights(w_flip_t)
 
