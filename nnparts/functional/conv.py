@@ -560,6 +560,11 @@ class Conv2d(Function):
       is a convolution of ``dout`` (padded by ``kh-1-ph``) with the weights flipped in space and
       with in/out channels swapped, one more im2col + GEMM; otherwise ``dcol = dout W_col``
       followed by col2im. ``dx`` has the input's layout.
+    * A thread computes the weight gradient over all its chunks, then ``dx`` over them again,
+      rather than both for each chunk in turn: one im2col scratch buffer in use at a time, not
+      two (``col`` and ``dout``'s ``gcol``). Step by step in one process on an AMD EPYC Zen 4:
+      ResNet 0.957-0.965 of the time, `cnn` 0.997, the fast network 0.999 (no ``dx`` on its
+      27x27 layer); one 32->32 layer at 27x27, backward 0.90.
     """
 
     @staticmethod
@@ -650,11 +655,30 @@ class Conv2d(Function):
             x_regions = _TapPlan(OH, OW, O, (kh, kw), t_pad, np.dtype(dtype).itemsize)
             flip_parts = x_regions.weights(w_flip_t)
 
+        def input_grad(a, m):
+            """``dx`` of the samples ``a..a+m-1``."""
+            g_rows = g_hwc[a : a + m].reshape(m * L, O)
+            dx_rows = dx_hwc[a : a + m].reshape(m * H * W, C)
+            if pointwise:
+                np.matmul(g_rows, w.reshape(O, C), out=dx_rows)
+            elif x_regions is not None:
+                gh = g_hwc[a : a + m].reshape(m, OH, OW, O)
+                x_regions.conv(gh, flip_parts, dx_hwc[a : a + m])
+            elif transposed:
+                g_nchw = g_hwc[a : a + m].reshape(m, OH, OW, O).transpose(0, 3, 1, 2)
+                gcol = _lowered(g_nchw, (kh, kw), (1, 1), t_pad, H, W, True, dtype, role="gcol")
+                np.matmul(gcol.T, w_flip_t, out=dx_rows)
+            else:  # dcol = dout W_col, then col2im
+                dcol = threads.scratch("dcol", m * L * K, dtype).reshape(m * L, K)
+                np.matmul(g_rows, w_hwc, out=dcol)
+                _fold_last(dcol.reshape(m, OH, OW, kh, kw, C), dx_hwc[a : a + m], stride, padding)
+
         def samples(s, e):
             gw = np.zeros((K, O), dtype=dtype) if need_w else None  # dW_col^T
             gb = np.zeros(O, dtype=dtype) if need_b else None
             tmp = np.empty((K, O), dtype=dtype) if need_w else None
-            for a, m in _walk(s, e, per_chunk):
+            chunks = _walk(s, e, per_chunk)
+            for a, m in chunks:  # the weight and bias gradients of every chunk first, ...
                 g_rows = g_hwc[a : a + m].reshape(m * L, O)
                 if need_b:
                     gb += np.einsum("mo->o", g_rows)
@@ -672,24 +696,9 @@ class Conv2d(Function):
                         )
                     np.matmul(col_t, g_rows, out=tmp)  # dW_col^T += col^T dout
                     gw += tmp
-                if not need_x:
-                    continue
-                dx_rows = dx_hwc[a : a + m].reshape(m * H * W, C)
-                if pointwise:
-                    np.matmul(g_rows, w.reshape(O, C), out=dx_rows)
-                elif x_regions is not None:
-                    gh = g_hwc[a : a + m].reshape(m, OH, OW, O)
-                    x_regions.conv(gh, flip_parts, dx_hwc[a : a + m])
-                elif transposed:
-                    g_nchw = g_hwc[a : a + m].reshape(m, OH, OW, O).transpose(0, 3, 1, 2)
-                    gcol = _lowered(g_nchw, (kh, kw), (1, 1), t_pad, H, W, True, dtype, role="gcol")
-                    np.matmul(gcol.T, w_flip_t, out=dx_rows)
-                else:  # dcol = dout W_col, then col2im
-                    dcol = threads.scratch("dcol", m * L * K, dtype).reshape(m * L, K)
-                    np.matmul(g_rows, w_hwc, out=dcol)
-                    _fold_last(
-                        dcol.reshape(m, OH, OW, kh, kw, C), dx_hwc[a : a + m], stride, padding
-                    )
+            if need_x:  # ... then dx, chunk by chunk (see the class docstring)
+                for a, m in chunks:
+                    input_grad(a, m)
             return gw, gb
 
         parts = threads.parallel_map(N, N * K * L * O // 8, samples)
