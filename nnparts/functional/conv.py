@@ -385,7 +385,6 @@ class _TapPlan:
         kh, kw = kernel
         ph, pw = padding
         self.kernel = kernel
-        self.single = None
         self.regions = []
         self.per_sample = H * W * C * itemsize
         e = itemsize
@@ -399,6 +398,7 @@ class _TapPlan:
                 dict(
                     out=(slice(None), slice(i0, i1), slice(j0, j1)),
                     taps=(slice(p0, p1), slice(q0, q1)),
+                    tap_shape=(n_p, n_q, C),
                     offset=offset,
                     shape=(ni, nj, n_p, n_q * C),
                     strides=(W * C * e, C * e, W * C * e, e),
@@ -437,9 +437,6 @@ class _TapPlan:
         for r, w_r in zip(self.regions, weights):
             rows = m * r["pixels"]
             col = self.col(xh, r, buf)
-            if len(self.regions) == 1:
-                np.matmul(col, w_r, out=out.reshape(rows, O))
-                continue
             np.matmul(col, w_r, out=res[: rows * O].reshape(rows, O))
             out[r["out"]] = res[: rows * O].reshape(m, *r["shape"][:2], O)
 
@@ -456,15 +453,11 @@ class _TapPlan:
         for r in self.regions:
             rows = m * r["pixels"]
             col = self.col(xh, r, buf)
-            if len(self.regions) == 1:
-                g_r = gh.reshape(rows, O)
-            else:
-                g_r = g_buf[: rows * O].reshape(m, *r["shape"][:2], O)
-                np.copyto(g_r, gh[r["out"]])
-                g_r = g_r.reshape(rows, O)
+            g_r = g_buf[: rows * O].reshape(m, *r["shape"][:2], O)
+            np.copyto(g_r, gh[r["out"]])
             t = tmp[: r["k"] * O].reshape(r["k"], O)
-            np.matmul(col.T, g_r, out=t)
-            gw4[r["taps"]] += t.reshape(r["taps"][0].stop - r["taps"][0].start, -1, gw4.shape[2], O)
+            np.matmul(col.T, g_r.reshape(rows, O), out=t)
+            gw4[r["taps"]] += t.reshape(*r["tap_shape"], O)
 
 
 def _lowered(x, kernel, stride, padding, OH, OW, last, dtype, role="col"):
