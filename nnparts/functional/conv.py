@@ -51,6 +51,7 @@ Convolutional Neural Networks for Document Processing" (2006) — the im2col/GEM
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -330,8 +331,10 @@ def _tap_regions(H, W, kernel, padding) -> list[tuple[int, ...]]:
     return [(*r[:2], *c[:2], *r[2:], *c[2:]) for r in rows for c in cols]
 
 
+@functools.lru_cache(maxsize=256)
 def _padding_waste(H, W, kernel, padding) -> float:
-    """The fraction of a padded im2col's products that multiply zero padding (stride 1)."""
+    """The fraction of a padded im2col's products that multiply zero padding (stride 1); cached,
+    as :func:`_tap_plan` (a network asks for the same few geometries at every step)."""
     kh, kw = kernel
     ph, pw = padding
     inside = 1.0
@@ -378,7 +381,8 @@ class _TapPlan:
     rather than once per chunk: the slices of its output pixels, where its im2col view starts
     in a sample and its shape and strides (elements), and the rows of the filter matrix of its
     taps. Nine small GEMMs a chunk in place of one: the per-chunk Python work is kept to a view,
-    a copy, a product and a copy out each (about 10 us a rectangle).
+    a copy, a product and a copy out each (about 10 us a rectangle). Read-only once built: get
+    one from :func:`_tap_plan`, which keeps it for the next call with the same geometry.
     """
 
     def __init__(self, H, W, C, kernel, padding, itemsize):
@@ -458,6 +462,13 @@ class _TapPlan:
             t = tmp[: r["k"] * O].reshape(r["k"], O)
             np.matmul(col.T, g_r.reshape(rows, O), out=t)
             gw4[r["taps"]] += t.reshape(*r["tap_shape"], O)
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_plan(H, W, C, kernel, padding, itemsize) -> _TapPlan:
+    """The :class:`_TapPlan` of a geometry, built once (~35 us of Python) and reused by the
+    forward and the backward of every later step."""
+    return _TapPlan(H, W, C, kernel, padding, itemsize)
 
 
 def _lowered(x, kernel, stride, padding, OH, OW, last, dtype, role="col"):
@@ -584,7 +595,7 @@ class Conv2d(Function):
         out = np.empty((N, OH, OW, O), dtype=dtype)
         regions = None
         if _skips_padding(H, W, C, (kh, kw), stride, padding, last):
-            regions = _TapPlan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
+            regions = _tap_plan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
             w_parts = regions.weights(w_t)
 
         def samples(s, e):
@@ -643,9 +654,9 @@ class Conv2d(Function):
         # convolution dout's)
         w_regions = x_regions = None
         if need_w and _skips_padding(H, W, C, (kh, kw), stride, padding, last):
-            w_regions = _TapPlan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
+            w_regions = _tap_plan(H, W, C, (kh, kw), padding, np.dtype(dtype).itemsize)
         if transposed and _skips_padding(OH, OW, O, (kh, kw), (1, 1), t_pad, True):
-            x_regions = _TapPlan(OH, OW, O, (kh, kw), t_pad, np.dtype(dtype).itemsize)
+            x_regions = _tap_plan(OH, OW, O, (kh, kw), t_pad, np.dtype(dtype).itemsize)
             flip_parts = x_regions.weights(w_flip_t)
 
         def input_grad(a, m):
