@@ -227,11 +227,6 @@ class RemovableHandle:
         self.remove()
 
 
-# references to an array passed to sys.getrefcount from Tensor.backward's loop: the loop's
-# variable ``g`` and getrefcount's own argument
-_LOOP_REFS = 2
-
-
 def _owned(g: np.ndarray, data: np.ndarray) -> bool:
     """Whether a leaf can keep the gradient array ``g`` as its ``.grad`` instead of a copy: ``g``
     owns its memory (not a view of a buffer someone reuses), is writeable, has ``data``'s dtype
@@ -245,8 +240,24 @@ def _owned(g: np.ndarray, data: np.ndarray) -> bool:
         and g.flags.c_contiguous
         and g.dtype == data.dtype
         and g.shape == data.shape
-        and sys.getrefcount(g) <= _LOOP_REFS + 1
+        and sys.getrefcount(g) <= _LOOP_REFS
     )
+
+
+def _loop_refs() -> int:
+    """What ``sys.getrefcount`` reports inside :func:`_owned` for an array that only the
+    calling loop's variable holds (3 on CPython 3.11: that variable, ``_owned``'s parameter and
+    ``getrefcount``'s argument). Measured rather than assumed, since interpreters that borrow
+    references count fewer; any other holder adds one."""
+    g = np.empty(1)
+    return _refcount_in_call(g)
+
+
+def _refcount_in_call(g) -> int:
+    return sys.getrefcount(g)
+
+
+_LOOP_REFS = _loop_refs()
 
 
 class Tensor:
