@@ -282,7 +282,8 @@ def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
     guess of the mean, centres its rows on it, and sums the centred values and their squares;
     the guess is corrected by the (small) sum of ``x - guess``, giving ``mu_b`` and the centred
     sum of squares ``M2_b = sum_b (x - mu_b)^2``, merged exactly (Chan et al.'s parallel
-    formula, in float64)::
+    formula, in float64). The sums of the centred values run in 512-row float32 blocks added in
+    float64 (:func:`_row_sum`, :func:`_row_dot`; the backward's sums too)::
 
         mu = sum_b n_b mu_b / m,    m * var = sum_b M2_b + sum_b n_b (mu_b - mu)^2
 
