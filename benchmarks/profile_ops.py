@@ -15,6 +15,14 @@ changes (``--policy default|pool-off|blas1``, see ``benchmarks/_bench.py``).
     python benchmarks/profile_ops.py --model mlp_bn
     python benchmarks/profile_ops.py --model fast --batch-size 256   # recipes/fast.yaml's net
     python benchmarks/profile_ops.py --model densenet --steps 10     # recipes/densenet.yaml's
+
+``--shapes`` keys the convolutions by ``(in channels, out channels, map size)``. ``--torch``
+(models ``cnn``, ``resnet`` and ``fast``) then profiles the same network in PyTorch, with the
+same weights and batch: blocks of steps interleaved with nnparts' (both median step times and
+their ratio first), then ``torch.profiler``'s self CPU time per aten op, convolutions by input
+shape — where the two libraries' steps differ, layer by layer::
+
+    python benchmarks/profile_ops.py --model fast --batch-size 256 --shapes --torch
 """
 
 from __future__ import annotations
@@ -44,8 +52,19 @@ def _all_functions():
     return seen
 
 
-def instrument(totals: dict):
-    """Wrap forward/backward of every Function subclass; return a function that undoes it."""
+def _conv_key(name, kind, args):
+    """``Conv2d(C->O @H)``: a convolution's key by its shapes (forward's input and weight; the
+    backward gets them from its context, which the forward tags)."""
+    ctx = args[0]
+    if kind == "forward":
+        x, w = args[1], args[2]
+        ctx.profile_key = f"{name}({x.shape[1]}->{w.shape[0]} @{x.shape[2]})"
+    return getattr(ctx, "profile_key", name)
+
+
+def instrument(totals: dict, shapes: bool = False):
+    """Wrap forward/backward of every Function subclass; return a function that undoes it.
+    With ``shapes``, convolutions are keyed by their channels and map size."""
     undo = []
     for cls in _all_functions():
         for kind in ("forward", "backward"):
@@ -53,14 +72,15 @@ def instrument(totals: dict):
                 continue
             original = cls.__dict__[kind]
             fn = original.__func__ if isinstance(original, staticmethod) else original
-            key = (cls.__name__, kind)
+            by_shape = shapes and cls.__name__.startswith("Conv2d")
 
-            def timed(*args, _fn=fn, _key=key, **kwargs):
+            def timed(*args, _fn=fn, _name=cls.__name__, _kind=kind, _shape=by_shape, **kwargs):
+                key = (_conv_key(_name, _kind, args) if _shape else _name, _kind)
                 start = time.perf_counter()
                 try:
                     return _fn(*args, **kwargs)
                 finally:
-                    totals[_key] += time.perf_counter() - start
+                    totals[key] += time.perf_counter() - start
 
             setattr(cls, kind, staticmethod(timed))
             undo.append((cls, kind, original))
@@ -107,13 +127,93 @@ def build(model: str):
     return net, shape
 
 
+TWINS = ("cnn", "resnet", "fast")  # the models build_torch has a PyTorch twin of
+
+
+def build_torch(model: str, net):
+    """The PyTorch twin of ``build(model)``'s network ``net``, with its weights."""
+    if model in ("cnn", "resnet"):
+        import bench_cnn
+
+        return bench_cnn.build_torch(model, bench_cnn.nnparts_weights(net))
+    if model == "fast":
+        import bench_time_to_accuracy
+
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        cfg = bench_time_to_accuracy.load_config(os.path.join(root, "recipes", "fast.yaml"))
+        return bench_time_to_accuracy.torch_model(cfg, net)
+    raise SystemExit(f"--torch: no PyTorch twin of {model!r} here; use " + ", ".join(TWINS))
+
+
+def torch_profile(model, net, x, y, steps, nnparts_step):
+    """Time ``steps`` torch steps interleaved with nnparts' ``nnparts_step``, then profile the
+    torch steps; print both median step times, their ratio and torch's self time per op."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    tnet = build_torch(model, net)
+    tparams = list(tnet.parameters())
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        for p in tparams:
+            p.grad = None
+        loss_fn(tnet(xt), yt).backward()
+        with torch.no_grad():
+            for p in tparams:
+                if p.grad is not None:
+                    p -= 0.01 * p.grad
+
+    for _ in range(5):
+        step()
+    # blocks of BLOCK steps, not single steps in turn: after each of its ops PyTorch's OpenMP
+    # threads spin for a while, and the next library's first op then shares a core with them
+    ours, theirs = [], []
+    block = 4
+    for r in range(max(1, steps // block)):
+        turns = ((nnparts_step, ours), (step, theirs))
+        for fn, times in turns if r % 2 == 0 else turns[::-1]:
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+    print(
+        f"interleaved blocks of {block} steps: nnparts {_bench.median(ours) * 1e3:.1f} ms, "
+        f"torch {_bench.median(theirs) * 1e3:.1f} ms, ratio of the medians "
+        f"{_bench.median(ours) / _bench.median(theirs):.3f}"
+    )
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+    per = 1000.0 / steps
+    print(f"torch {torch.__version__}, self CPU time per op (ms/step; under the profiler):")
+    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total):
+        if e.self_cpu_time_total * 1e-6 * per < 0.05:
+            break
+        print(f"  {e.key:<46}{e.self_cpu_time_total * 1e-6 * per:>9.2f}")
+    print("torch convolutions by input shapes [input, weight or grad_output, ...]:")
+    for e in sorted(
+        prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total
+    ):
+        if "conv" in e.key and e.self_cpu_time_total * 1e-6 * per >= 0.05:
+            shapes = str(e.input_shapes[:2])
+            print(f"  {e.key:<30}{shapes:<48}{e.self_cpu_time_total * 1e-6 * per:>9.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cnn", help="cnn | resnet | mlp | mlp_bn | fast | densenet")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
+    ap.add_argument("--shapes", action="store_true", help="convolutions by channels and map size")
+    ap.add_argument("--torch", action="store_true", help="then the same network in PyTorch")
     args = ap.parse_args(argv)
+    if args.torch and args.model not in TWINS:
+        raise SystemExit(
+            f"--torch: no PyTorch twin of {args.model!r} here; use " + ", ".join(TWINS)
+        )
     _bench.apply_policy(args.policy)
 
     import nnparts.functional as F
@@ -138,7 +238,7 @@ def main(argv=None):
     for _ in range(5):  # warm-up: workspaces, thread pool, BLAS buffers
         step()
     totals = collections.defaultdict(float)
-    restore = instrument(totals)
+    restore = instrument(totals, args.shapes)
     try:
         opt = 0.0
         start = time.perf_counter()
@@ -163,6 +263,8 @@ def main(argv=None):
     rest = wall - in_ops - opt
     print(f"{'outside ops (Python, tape)':<38}{rest * per:>9.2f}{rest / wall:>8.1%}")
     print(f"{'step':<38}{step_ms:>9.2f}")
+    if args.torch:
+        torch_profile(args.model, net, x, y, args.steps, step)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,19 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def torch32():
+    """PyTorch at float32, its own default (the session's ``torch`` fixture switches the default
+    dtype to float64; the benchmarks' twins of nnparts' networks are float32 like nnparts)."""
+    torch = pytest.importorskip(
+        "torch", reason="PyTorch reference not installed (pip install -e '.[test]')"
+    )
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield torch
+    torch.set_default_dtype(before)
+
+
 @pytest.fixture(scope="session")
 def torch():
     """PyTorch, the test-time reference (float64 comparisons)."""

@@ -14,19 +14,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import bench_time_to_accuracy as bench  # noqa: E402
 
 
-@pytest.fixture
-def torch32():
-    """PyTorch at its own default dtype (the session's ``torch`` fixture switches to float64;
-    the benchmark's twin is float32 like nnparts)."""
-    torch = pytest.importorskip(
-        "torch", reason="PyTorch reference not installed (pip install -e '.[test]')"
-    )
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield torch
-    torch.set_default_dtype(before)
-
-
 def _race(cfg, target, **kwargs):
     turns = []
     results = bench.race(cfg, target, log=lambda msg: turns.append(msg.split()[0]), **kwargs)
