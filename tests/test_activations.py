@@ -385,3 +385,35 @@ def test_get_activation():
         assert isinstance(nn.get_activation(name)(), nnparts.nn.Module)
     with pytest.raises(ValueError, match="unknown activation 'gelu2'.*relu"):
         nn.get_activation("gelu2")
+
+
+@pytest.mark.parametrize("size", [1, 1023, 1024, 5000, 300_000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_forward_against_a_row_of_zeros_is_numpys_maximum_bit_for_bit(rng, size, dtype):
+    # ReLU's forward compares with a broadcast row of zeros (NumPy vectorizes maximum only then),
+    # in rows of ZERO_ROW values and a remainder, split over threads for the large sizes: the
+    # same values as np.maximum(x, 0), NaN, infinities and the sign of zero included
+    from nnparts import threads
+    from nnparts.functional import activations
+
+    x = (rng.standard_normal(size) * 3).astype(dtype)
+    x[::7] = -0.0
+    x[1::11] = np.nan
+    x[2::13] = -np.inf
+    x[3::17] = np.inf
+    before = threads.get_num_threads()
+    try:
+        for n in (1, 2):
+            threads.set_num_threads(n)
+            got = F.relu(Tensor(x)).data
+            assert got.dtype == x.dtype
+            np.testing.assert_array_equal(got.view(np.uint8), np.maximum(x, 0).view(np.uint8))
+    finally:
+        threads.set_num_threads(before)
+    assert activations._zero_row(dtype).flags.writeable is False  # shared: nobody may write it
+    # channels-last images: the flat memory order is cut, the layout kept
+    img = np.ascontiguousarray(rng.standard_normal((3, 5, 5, 4), dtype=np.float32))
+    img = img.transpose(0, 3, 1, 2)
+    out = F.relu(Tensor(img)).data
+    assert out.strides == img.strides
+    np.testing.assert_array_equal(out, np.maximum(img, 0))
