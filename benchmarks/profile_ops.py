@@ -52,13 +52,20 @@ def _all_functions():
     return seen
 
 
-def _conv_key(name, kind, args):
-    """``Conv2d(C->O @H)``: a convolution's key by its shapes (forward's input and weight; the
-    backward gets them from its context, which the forward tags)."""
+def _conv_key(name, kind, args, kwargs):
+    """``Conv2d(C->O 3x3 @H)``, ``/2`` appended for stride 2: a convolution's key by its shapes
+    (forward's input, weight and stride; the backward gets the key from its context, which the
+    forward tags)."""
     ctx = args[0]
     if kind == "forward":
         x, w = args[1], args[2]
-        ctx.profile_key = f"{name}({x.shape[1]}->{w.shape[0]} @{x.shape[2]})"
+        stride = kwargs.get("stride", args[4] if len(args) > 4 else 1)
+        step = stride[0] if isinstance(stride, tuple) else stride
+        ctx.profile_key = (
+            f"{name}({x.shape[1]}->{w.shape[0]} {w.shape[2]}x{w.shape[3]}"
+            + (f"/{step}" if step != 1 else "")
+            + f" @{x.shape[2]})"
+        )
     return getattr(ctx, "profile_key", name)
 
 
@@ -75,7 +82,7 @@ def instrument(totals: dict, shapes: bool = False):
             by_shape = shapes and cls.__name__.startswith("Conv2d")
 
             def timed(*args, _fn=fn, _name=cls.__name__, _kind=kind, _shape=by_shape, **kwargs):
-                key = (_conv_key(_name, _kind, args) if _shape else _name, _kind)
+                key = (_conv_key(_name, _kind, args, kwargs) if _shape else _name, _kind)
                 start = time.perf_counter()
                 try:
                     return _fn(*args, **kwargs)
@@ -187,8 +194,13 @@ def torch_profile(model, net, x, y, steps, nnparts_step):
         for _ in range(steps):
             step()
     per = 1000.0 / steps
-    print(f"torch {torch.__version__}, self CPU time per op (ms/step; under the profiler):")
-    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total):
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) * 1e-6 * per
+    print(
+        f"torch {torch.__version__}, self CPU time per op (ms/step; under the profiler, which "
+        f"slows some networks: {total:.1f} ms in all against the step's median above):"
+    )
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total):
         if e.self_cpu_time_total * 1e-6 * per < 0.05:
             break
         print(f"  {e.key:<46}{e.self_cpu_time_total * 1e-6 * per:>9.2f}")
