@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -51,3 +52,34 @@ def test_a_side_that_reaches_the_target_drops_out_and_sequential_runs_one_then_t
     cfg["train"]["epochs"] = 2
     _, turns = _race(cfg, 1.01, interleave=False, torch_first=True)
     assert turns == ["torch", "torch", "nnparts", "nnparts"]
+
+
+def test_command_line_runs_one_race_per_seed_and_writes_the_medians(
+    fashion_dir, torch32, tmp_path, capsys
+):
+    from nnparts.train import config as configs
+
+    cfg = recipe(fashion_dir)
+    cfg["train"]["epochs"] = 1
+    path = tmp_path / "small.yaml"
+    path.write_text(configs.dump(cfg))
+    out = tmp_path / "tta.json"
+    runs = bench.main(["--config", str(path), "--seeds", "0", "3", "--target", "0.0"])
+    assert [r["seed"] for r in runs] == [0, 3]
+    # another seed: another data split, start and batch order, so other accuracies
+    torch_accs = [r["results"]["torch"]["val_accuracy"] for r in runs]
+    assert torch_accs[0] != torch_accs[1]
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ")
+    assert "over 2 seed(s): ratio nnparts/pytorch median" in printed
+    bench.main(["--config", str(path), "--seeds", "1", "--target", "0.0", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["interleaved"] is True and len(data["runs"]) == 1
+    ratio = data["runs"][0]["ratio"]
+    assert data["median_ratio"] == ratio and data["ratio_range"] == [ratio, ratio]
+    res = data["runs"][0]["results"]["nnparts"]
+    assert ratio == pytest.approx(res["seconds"] / data["runs"][0]["results"]["torch"]["seconds"])
+    with pytest.raises(SystemExit, match="model.name 'fast'"):
+        cfg["model"]["name"] = "cnn"
+        path.write_text(configs.dump(cfg))
+        bench.main(["--config", str(path)])
