@@ -16,7 +16,8 @@ changes (``--policy default|pool-off|blas1``, see ``benchmarks/_bench.py``).
     python benchmarks/profile_ops.py --model fast --batch-size 256   # recipes/fast.yaml's net
     python benchmarks/profile_ops.py --model densenet --steps 10     # recipes/densenet.yaml's
 
-``--shapes`` keys the convolutions by ``(in channels, out channels, map size)``. ``--torch``
+``--shapes`` keys the convolutions by their channels, kernel, stride and input map size
+(``Conv2d(32->64 3x3/2 @28)``). ``--torch``
 (models ``cnn``, ``resnet`` and ``fast``) then profiles the same network in PyTorch, with the
 same weights and batch: blocks of steps interleaved with nnparts' (both median step times and
 their ratio first), then ``torch.profiler``'s self CPU time per aten op, convolutions by input
@@ -71,7 +72,7 @@ def _conv_key(name, kind, args, kwargs):
 
 def instrument(totals: dict, shapes: bool = False):
     """Wrap forward/backward of every Function subclass; return a function that undoes it.
-    With ``shapes``, convolutions are keyed by their channels and map size."""
+    With ``shapes``, convolutions are keyed by their shapes (:func:`_conv_key`)."""
     undo = []
     for cls in _all_functions():
         for kind in ("forward", "backward"):
@@ -219,7 +220,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--policy", default="default", choices=_bench.POLICIES)
-    ap.add_argument("--shapes", action="store_true", help="convolutions by channels and map size")
+    ap.add_argument(
+        "--shapes", action="store_true", help="convolutions by channels, kernel, stride, map"
+    )
     ap.add_argument("--torch", action="store_true", help="then the same network in PyTorch")
     args = ap.parse_args(argv)
     if args.torch and args.model not in TWINS:
