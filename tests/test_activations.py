@@ -394,7 +394,7 @@ def test_relu_forward_against_a_row_of_zeros_is_numpys_maximum_bit_for_bit(rng, 
     # in rows of ZERO_ROW values and a remainder, split over threads for the large sizes: the
     # same values as np.maximum(x, 0), NaN, infinities and the sign of zero included
     from nnparts import threads
-    from nnparts.functional import activations
+    from nnparts.functional import activations, layout
 
     x = (rng.standard_normal(size) * 3).astype(dtype)
     x[::7] = -0.0
@@ -410,7 +410,8 @@ def test_relu_forward_against_a_row_of_zeros_is_numpys_maximum_bit_for_bit(rng, 
             np.testing.assert_array_equal(got.view(np.uint8), np.maximum(x, 0).view(np.uint8))
     finally:
         threads.set_num_threads(before)
-    assert activations._zero_row(dtype).flags.writeable is False  # shared: nobody may write it
+    zeros = layout.constant(0, activations.ZERO_ROW, dtype)
+    assert zeros.flags.writeable is False  # shared: nobody may write it
     # channels-last images: the flat memory order is cut, the layout kept
     img = np.ascontiguousarray(rng.standard_normal((3, 5, 5, 4), dtype=np.float32))
     img = img.transpose(0, 3, 1, 2)

@@ -36,6 +36,22 @@ __all__ = [
     "contiguous",
 ]
 
+_CONSTANTS: dict = {}
+
+
+def constant(value, n: int, dtype) -> np.ndarray:
+    """``n`` copies of ``value`` of ``dtype``: the first ``n`` of a shared read-only vector,
+    grown when too short, for the row-wise passes over activations — BatchNorm's per-channel
+    sums as ``ones @ rows`` (a BLAS product, several times faster than NumPy's reduction over
+    axis 0) and ReLU's row of zeros (NumPy vectorizes ``maximum`` only against an array)."""
+    key = (value, np.dtype(dtype).str)
+    buf = _CONSTANTS.get(key)
+    if buf is None or buf.size < n:
+        buf = np.full(n, value, dtype=dtype)
+        buf.flags.writeable = False
+        _CONSTANTS[key] = buf  # filled before it is shared
+    return buf[:n]
+
 
 def is_channels_last(a: np.ndarray) -> bool:
     """Whether ``a (N, C, H, W)`` is stored channels-last and not also NCHW (for ``C = 1`` or
