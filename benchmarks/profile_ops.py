@@ -138,6 +138,10 @@ def build(model: str):
 TWINS = ("cnn", "resnet", "fast")  # the models build_torch has a PyTorch twin of
 
 
+def _no_twin(model: str) -> SystemExit:
+    return SystemExit(f"--torch: no PyTorch twin of {model!r} here; use " + ", ".join(TWINS))
+
+
 def build_torch(model: str, net):
     """The PyTorch twin of ``build(model)``'s network ``net``, with its weights."""
     if model in ("cnn", "resnet"):
@@ -150,7 +154,7 @@ def build_torch(model: str, net):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
         cfg = bench_time_to_accuracy.load_config(os.path.join(root, "recipes", "fast.yaml"))
         return bench_time_to_accuracy.torch_model(cfg, net)
-    raise SystemExit(f"--torch: no PyTorch twin of {model!r} here; use " + ", ".join(TWINS))
+    raise _no_twin(model)
 
 
 def torch_profile(model, net, x, y, steps, nnparts_step):
@@ -226,9 +230,7 @@ def main(argv=None):
     ap.add_argument("--torch", action="store_true", help="then the same network in PyTorch")
     args = ap.parse_args(argv)
     if args.torch and args.model not in TWINS:
-        raise SystemExit(
-            f"--torch: no PyTorch twin of {args.model!r} here; use " + ", ".join(TWINS)
-        )
+        raise _no_twin(args.model)
     _bench.apply_policy(args.policy)
 
     import nnparts.functional as F
