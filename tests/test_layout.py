@@ -256,9 +256,9 @@ def test_channels_last_batchnorm_in_ranges_of_rows_matches_torch(
     ``k*C`` values (``k = 20`` here) or not (``k = 1``): the output, gradients and statistics
     equal PyTorch's either way."""
     from nnparts import threads
-    from nnparts.functional import normalization
+    from nnparts.functional import layout
 
-    monkeypatch.setattr(normalization, "TILE_VALUES", tile_values)
+    monkeypatch.setattr(layout, "TILE_VALUES", tile_values)
     threads.set_min_work(0)
     try:
         x = rng.standard_normal((5, 3, 4, 5)) * 0.5 + 20.0  # a mean far from 0
@@ -278,6 +278,59 @@ def test_channels_last_batchnorm_in_ranges_of_rows_matches_torch(
     np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), atol=1e-10)
+
+
+def test_tile_factor_is_the_largest_divisor_within_the_row_width(monkeypatch):
+    from nnparts.functional import layout
+
+    monkeypatch.setattr(layout, "TILE_VALUES", 16384)
+    assert layout.tile_factor(784, 32) == 392  # 28x28 maps: rows of 12544 values
+    assert layout.tile_factor(729, 32) == 243  # 27x27 = 3^6: 243 <= 512, 729 > 512
+    assert layout.tile_factor(49, 128) == 49  # a whole 7x7 sample, 6272 values
+    assert layout.tile_factor(13, 4096) == 1  # a prime map, a channel count over the width
+    monkeypatch.setattr(layout, "TILE_VALUES", 1)
+    assert layout.tile_factor(784, 32) == 1
+    for per, C in [(784, 32), (169, 64), (36, 128), (1, 3)]:  # any width: k divides per
+        for width in (1, 100, 512, 16384, 10**6):
+            monkeypatch.setattr(layout, "TILE_VALUES", width)
+            k = layout.tile_factor(per, C)
+            assert per % k == 0 and (k == 1 or k * C <= width)
+            assert not any(per % j == 0 and j * C <= width for j in range(k + 1, per + 1))
+
+
+def test_tiled_rows_give_the_same_bits_at_any_width(rng, monkeypatch):
+    """The tiled ``(m/k, k*C)`` rows are only a wider view for NumPy's broadcast: BatchNorm in
+    training (output, input and parameter gradients) and in evaluation, and a convolution's bias
+    (output and bias gradient), equal bit for bit with ``k = 1``, an intermediate ``k`` and the
+    default width."""
+    from nnparts.functional import layout
+
+    x = to_cl(rng.standard_normal((4, 8, 12, 12)).astype(np.float32) * 2 + 1)
+    g = to_cl(rng.standard_normal((4, 8, 12, 12)).astype(np.float32))
+    gamma = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    w, b = rng.standard_normal((16, 8, 3, 3)) * 0.1, rng.standard_normal(16)
+    gout = to_cl(rng.standard_normal((4, 16, 12, 12)).astype(np.float32))
+    results = {}
+    for width in (1, 100, layout.TILE_VALUES):  # k = 1, 12 and 144 (a whole sample)
+        monkeypatch.setattr(layout, "TILE_VALUES", width)
+        bn = nn.BatchNorm2d(8)
+        bn.weight.data[:] = gamma
+        X = Tensor(x, requires_grad=True)
+        y = bn(X)
+        y.backward(g)
+        bn.eval()
+        ev = bn(Tensor(x)).data
+        conv = nn.Conv2d(8, 16, 3, padding=1)
+        conv.weight.data[:], conv.bias.data[:] = w, b
+        Xc = Tensor(x, requires_grad=True)
+        out = conv(Xc)
+        out.backward(gout)
+        results[width] = [y.data, X.grad, bn.weight.grad, bn.bias.grad, ev, out.data]
+        results[width] += [conv.bias.grad, conv.weight.grad, Xc.grad]
+    first, *others = results.values()
+    for other in others:
+        for a, b in zip(first, other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_channels_last_batchnorm_float32_statistics_are_accurate(rng):

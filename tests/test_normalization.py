@@ -196,7 +196,7 @@ def test_batchnorm_float32_on_a_large_batch_is_as_close_to_float64_as_float32_al
     sums that nearly cancel) turned into 3e-4 to 5e-3 errors in a network's first layers.
     Output, every gradient and the running variance stay within a few float32 roundings of the
     float64 result (4e-7 here). ``block`` also runs the rows left over after the last block."""
-    from nnparts.functional import normalization
+    from nnparts.functional import layout
 
     if block is not None:
         rng = np.random.default_rng(1)
@@ -205,10 +205,10 @@ def test_batchnorm_float32_on_a_large_batch_is_as_close_to_float64_as_float32_al
     g = np.ascontiguousarray(rng.standard_normal(x.shape).transpose(0, 2, 3, 1))
     g = g.transpose(0, 3, 1, 2)
     results = {}
-    old = normalization.DOT_BLOCK
+    old = layout.DOT_BLOCK
     try:
         if block is not None:
-            normalization.DOT_BLOCK = block  # 186624 rows: 186 blocks and 624 left over
+            layout.DOT_BLOCK = block  # 186624 rows: 186 blocks and 624 left over
         for dtype in (np.float32, np.float64):
             bn = nn.BatchNorm2d(32, dtype=dtype)
             X = Tensor(x.astype(dtype), requires_grad=True)
@@ -216,22 +216,26 @@ def test_batchnorm_float32_on_a_large_batch_is_as_close_to_float64_as_float32_al
             y.backward(g.astype(dtype))
             results[dtype] = (y.data, X.grad, bn.weight.grad, bn.bias.grad, bn.running_var)
     finally:
-        normalization.DOT_BLOCK = old
+        layout.DOT_BLOCK = old
     for got, want in zip(results[np.float32], results[np.float64]):
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err < 1.5e-6, err
 
 
+@pytest.mark.parametrize("C", [7, 32, 600])
 @pytest.mark.parametrize("m", [1, 511, 512, 513, 2000])
-def test_blocked_row_sums_equal_float64_sums(rng, m):
-    from nnparts.functional.normalization import DOT_BLOCK, _row_dot, _row_sum
+def test_blocked_row_sums_equal_float64_sums(rng, m, C):
+    """Every row counted once, in the whole blocks and the rows left over alike; ``row_dot``
+    sums each block as rows of ``k*C`` values (``k`` = 64, 16 and 1 for these ``C``) and folds
+    the ``k`` partial sums of a channel back together."""
+    from nnparts.functional.layout import DOT_BLOCK, row_dot, row_sum
 
     assert DOT_BLOCK == 512
-    a = rng.standard_normal((m, 7)).astype(np.float32)
-    b = rng.standard_normal((m, 7)).astype(np.float32)
+    a = rng.standard_normal((m, C)).astype(np.float32)
+    b = rng.standard_normal((m, C)).astype(np.float32)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    s, d = _row_sum(a), _row_dot(a, b)
-    assert s.dtype == d.dtype == np.float64 and s.shape == d.shape == (7,)
+    s, d = row_sum(a), row_dot(a, b)
+    assert s.dtype == d.dtype == np.float64 and s.shape == d.shape == (C,)
     # every row counted once, blocks and leftover alike (accuracy: the large-batch test above)
     np.testing.assert_allclose(s, a64.sum(axis=0), rtol=0, atol=4e-7 * np.abs(a64).sum())
     np.testing.assert_allclose(

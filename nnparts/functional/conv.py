@@ -60,7 +60,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from nnparts import threads
-from nnparts.functional.layout import is_channels_last
+from nnparts.functional.layout import RowTiles, is_channels_last, row_sum
 from nnparts.functional.math import reshape
 from nnparts.tensor import Function, Tensor
 
@@ -589,7 +589,10 @@ class Conv2d(Function):
         last = _lower_last(x, C, kw, OW, stride[1])
         # W_col^T (K, O), its rows in the order of col's columns
         w_t = np.ascontiguousarray((_hwc_rows(w) if last else w.reshape(O, K)).T)
-        b_row = None if bias is None else bias.astype(dtype, copy=False)
+        # the bias added to the output rows seen as long tiled rows (layout.RowTiles: NumPy's
+        # broadcast add runs 2.4x faster on (m*L/k, k*O) rows than on (m*L, O) for O = 32)
+        tiles = RowTiles(L, O)
+        b_row = None if bias is None else tiles.tile(bias.astype(dtype, copy=False))
         per_chunk = _per_chunk(x, K, L, dtype, pointwise)
         x_hwc = x.transpose(0, 2, 3, 1)
         out = np.empty((N, OH, OW, O), dtype=dtype)
@@ -605,7 +608,7 @@ class Conv2d(Function):
                     xh = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype)
                     regions.conv(xh, w_parts, out[a : a + m])
                     if b_row is not None:
-                        rows += b_row
+                        tiles.wide(rows)[...] += b_row
                     continue
                 if pointwise:
                     col = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype).reshape(m * L, C)
@@ -613,7 +616,7 @@ class Conv2d(Function):
                     col = _lowered(x[a : a + m], (kh, kw), stride, padding, OH, OW, last, dtype).T
                 np.matmul(col, w_t, out=rows)
                 if b_row is not None:
-                    rows += b_row
+                    tiles.wide(rows)[...] += b_row
 
         threads.parallel_for(N, N * K * L * O // 16, samples)
         ctx.save(x, w)
@@ -679,13 +682,13 @@ class Conv2d(Function):
 
         def samples(s, e):
             gw = np.zeros((K, O), dtype=dtype) if need_w else None  # dW_col^T
-            gb = np.zeros(O, dtype=dtype) if need_b else None
+            gb = np.zeros(O) if need_b else None  # float64: row_sum's blocked sums
             tmp = np.empty((K, O), dtype=dtype) if need_w else None
             chunks = _walk(s, e, per_chunk)
             for a, m in chunks:  # the weight and bias gradients of every chunk first, ...
                 g_rows = g_hwc[a : a + m].reshape(m * L, O)
                 if need_b:
-                    gb += np.einsum("mo->o", g_rows)
+                    gb += row_sum(g_rows)
                 if w_regions is not None:
                     xh = np.ascontiguousarray(x_hwc[a : a + m], dtype=dtype)
                     gh = g_hwc[a : a + m].reshape(m, OH, OW, O)

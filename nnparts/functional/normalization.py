@@ -34,9 +34,12 @@ import numpy as np
 
 from nnparts import threads
 from nnparts.functional.layout import (
+    RowTiles,
     constant,
     empty_channels_last,
     is_channels_last,
+    row_dot,
+    row_sum,
     to_channels_last,
 )
 from nnparts.functional.layout import rows as layout_rows
@@ -178,22 +181,9 @@ class BatchNormTrain(Function):
         return dx, (dgamma if needs[1] else None), (dbeta if len(needs) > 2 and needs[2] else None)
 
 
-# Width of a tiled row: a per-channel vector broadcast over ``(m, C)`` rows runs one NumPy inner
-# loop per row, ``C`` values long (32 for the first layers), and the loop's overhead outweighs its
-# work; seen as ``(m/k, k*C)`` rows with the vector repeated ``k`` times, the inner loops are
-# ``k*C`` values long.
-TILE_VALUES = 512
-
-
-def _tile_factor(per: int, C: int) -> int:
-    """The largest ``k <= TILE_VALUES / C`` that divides ``per`` (rows per sample), so that the
-    rows of any range of whole samples reshape to ``(rows/k, k*C)``."""
-    return max(k for k in range(1, max(1, TILE_VALUES // max(1, C)) + 1) if per % k == 0)
-
-
-class _Rows:
+class _Rows(RowTiles):
     """The ``(N*H*W, C)`` rows of channels-last arrays, in ranges of whole samples (one per
-    thread), and their tiled ``(rows/k, k*C)`` views (see :data:`TILE_VALUES`).
+    thread), and their tiled ``(rows/k, k*C)`` views (:class:`~nnparts.functional.layout.RowTiles`).
 
     Why one range per thread, not cache-sized blocks: every NumPy call a pool thread makes takes
     Python's GIL, and while both threads make calls, each call waits for the other thread to let
@@ -205,61 +195,11 @@ class _Rows:
 
     def __init__(self, x: np.ndarray):
         N, C, H, W = x.shape
-        self.per, self.C = H * W, C
-        self.k = _tile_factor(self.per, C)
+        super().__init__(H * W, C)
 
     def of(self, a: np.ndarray, s: int, e: int) -> np.ndarray:
         """Samples ``s..e`` of a channels-last ``a (N, C, H, W)`` as rows ``(n*H*W, C)``."""
         return layout_rows(a[s:e])
-
-    def wide(self, rows: np.ndarray) -> np.ndarray:
-        """The ``(rows/k, k*C)`` view of rows of whole samples."""
-        return rows.reshape(-1, self.k * self.C)
-
-    def tile(self, v: np.ndarray) -> np.ndarray:
-        """A per-channel vector ``(C,)`` repeated to the width of :meth:`wide`."""
-        return np.tile(v, self.k)
-
-
-# rows per float32 partial sum of :func:`_row_dot` and :func:`_row_sum`
-DOT_BLOCK = 512
-
-
-def _blocks(a: np.ndarray):
-    """The rows of ``a (m, C)`` as whole blocks ``(m // DOT_BLOCK, DOT_BLOCK, C)`` (a view; None
-    when ``m < DOT_BLOCK``) and the rows left over after them."""
-    full = len(a) // DOT_BLOCK * DOT_BLOCK
-    whole = a[:full].reshape(-1, DOT_BLOCK, a.shape[1]) if full else None
-    return whole, a[full:]
-
-
-def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-column ``sum(a * b)`` of two ``(m, C)`` arrays, in float64, summed in blocks of
-    :data:`DOT_BLOCK` rows whose float32 partial sums are added in float64.
-
-    One ``einsum`` over all ``m`` rows adds them one after the other into a float32 total, whose
-    rounding error grows with ``m``: 1e-5 of the result for 43k rows (a BatchNorm over 256 images
-    of 13x13), 5e-5 for 187k, where 512-row blocks give 7e-8 at 4% more time. BatchNorm's
-    backward turns such errors into much larger ones (``dx`` subtracts sums that nearly cancel):
-    with the one-pass sums, the first layers' gradients of the fast network came out 3e-4 to 5e-3
-    away from float64, against PyTorch's 1e-6 to 2e-5."""
-    (a3, rest_a), (b3, rest_b) = _blocks(a), _blocks(b)
-    total = np.einsum("mc,mc->c", rest_a, rest_b).astype(np.float64)
-    if a3 is not None:
-        total += np.einsum("bmc,bmc->bc", a3, b3).sum(axis=0, dtype=np.float64)
-    return total
-
-
-def _row_sum(a: np.ndarray) -> np.ndarray:
-    """Per-column sum of an ``(m, C)`` array in float64, blocked as :func:`_row_dot`: each
-    block's sum is a BLAS product with a vector of ones (NumPy's stacked ``matmul``), the blocks'
-    sums are added in float64. Against one product over all rows: 50-100x closer to the exact
-    sum (1e-9 against 1e-7 of ``sum |a|`` for 100k rows) and no slower."""
-    a3, rest = _blocks(a)
-    total = (constant(1, len(rest), a.dtype) @ rest).astype(np.float64)
-    if a3 is not None:
-        total += (constant(1, DOT_BLOCK, a.dtype) @ a3).sum(axis=0, dtype=np.float64)
-    return total
 
 
 def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
@@ -291,8 +231,8 @@ def _batch_norm_rows_forward(ctx, x, weight, bias, eps, stats):
         guess = (ones @ xb / n).astype(dt)  # a float32 sum: off by ~1e-6 x |x|
         xc = threads.scratch("bn-centred", xb.size, dt).reshape(xb.shape)
         np.subtract(rows.wide(xb), rows.tile(guess), out=rows.wide(xc))
-        residual = _row_sum(xc)  # sum(x - guess): small
-        m2 = _row_dot(xc, xc) - residual * residual / n
+        residual = row_sum(xc)  # sum(x - guess): small
+        m2 = row_dot(xc, xc) - residual * residual / n
         return n, guess + residual / n, m2
 
     parts = threads.parallel_map(N, x.size, range_stats)
@@ -341,7 +281,7 @@ def _batch_norm_rows_backward(ctx, g):
     def sums(s, e):
         gb, xc = rows.of(g, s, e), rows.of(centred, s, e)
         np.subtract(rows.wide(rows.of(x, s, e)), mean_t, out=rows.wide(xc))
-        return _row_sum(gb), _row_dot(gb, xc)
+        return row_sum(gb), row_dot(gb, xc)
 
     parts = threads.parallel_map(N, x.size, sums)
     dbeta = np.stack([p[0] for p in parts]).sum(axis=0, dtype=np.float64).astype(dt)
@@ -385,10 +325,12 @@ class ChannelAffine(Function):
         dt = np.result_type(x, scale)
         ctx.save(x, scale, inv_std, running_mean)
         ctx.has_weight = weight is not None
-        if is_channels_last(x):  # per-channel vectors broadcast along the rows
+        if is_channels_last(x):  # per-channel vectors broadcast along the (tiled) rows
             y = empty_channels_last(x.shape, dt)
-            np.multiply(layout_rows(x), scale.astype(dt, copy=False), out=layout_rows(y))
-            layout_rows(y)[...] += shift.astype(dt, copy=False)
+            tiles = RowTiles(x.shape[2] * x.shape[3], x.shape[1])
+            yw = tiles.wide(layout_rows(y))
+            np.multiply(tiles.wide(layout_rows(x)), tiles.tile(scale.astype(dt)), out=yw)
+            yw += tiles.tile(shift.astype(dt))
             return y
         xv = _channel_view(x)
         y = xv * _bshape(scale.astype(dt, copy=False), xv.ndim)
