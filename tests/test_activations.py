@@ -387,7 +387,7 @@ def test_get_activation():
         nn.get_activation("gelu2")
 
 
-@pytest.mark.parametrize("size", [1, 1023, 1024, 5000, 300_000])
+@pytest.mark.parametrize("size", [1, 1023, 8191, 8192, 8193, 20_000, 300_000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_forward_against_a_row_of_zeros_is_numpys_maximum_bit_for_bit(rng, size, dtype):
     # ReLU's forward compares with a broadcast row of zeros (NumPy vectorizes maximum only then),
