@@ -288,6 +288,7 @@ def test_tile_factor_is_the_largest_divisor_within_the_row_width(monkeypatch):
     assert layout.tile_factor(729, 32) == 243  # 27x27 = 3^6: 243 <= 512, 729 > 512
     assert layout.tile_factor(49, 128) == 49  # a whole 7x7 sample, 6272 values
     assert layout.tile_factor(13, 4096) == 1  # a prime map, a channel count over the width
+    assert layout.tile_factor(0, 32) == 1  # an empty batch (a linear layer's rows)
     monkeypatch.setattr(layout, "TILE_VALUES", 1)
     assert layout.tile_factor(784, 32) == 1
     for per, C in [(784, 32), (169, 64), (36, 128), (1, 3)]:  # any width: k divides per

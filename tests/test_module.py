@@ -151,6 +151,25 @@ def test_linear_gradcheck_and_batched_input(rng):
     assert gradcheck(F.linear, [x, w])
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 96, 128])
+def test_linear_output_is_x_w_plus_b_bit_for_bit_at_any_batch_size(rng, n):
+    """The product split over threads (by columns for a 512-wide output) and the bias added in
+    place give the bits of ``x @ W + b``, an empty batch included; the bias gradient is the
+    column sums of ``dY``."""
+    x = rng.standard_normal((n, 33)).astype(np.float32)
+    w = rng.standard_normal((33, 512)).astype(np.float32)
+    b = rng.standard_normal(512).astype(np.float32)
+    X, B = Tensor(x, requires_grad=True), Tensor(b, requires_grad=True)
+    y = F.linear(X, Tensor(w, requires_grad=True), B)
+    want = x @ w
+    want += b
+    np.testing.assert_array_equal(y.data, want)
+    g = rng.standard_normal((n, 512)).astype(np.float32)
+    y.backward(g)
+    assert B.grad.dtype == np.float32 and B.grad.shape == (512,)
+    np.testing.assert_allclose(B.grad, g.astype(np.float64).sum(axis=0), rtol=0, atol=2e-5)
+
+
 def test_linear_defaults_and_errors():
     lin = nn.Linear(784, 10)
     assert lin.weight.shape == (784, 10) and lin.weight.dtype == np.float32

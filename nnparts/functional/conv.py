@@ -591,8 +591,10 @@ class Conv2d(Function):
         w_t = np.ascontiguousarray((_hwc_rows(w) if last else w.reshape(O, K)).T)
         # the bias added to the output rows seen as long tiled rows (layout.RowTiles: NumPy's
         # broadcast add runs 2.4x faster on (m*L/k, k*O) rows than on (m*L, O) for O = 32)
-        tiles = RowTiles(L, O)
-        b_row = None if bias is None else tiles.tile(bias.astype(dtype, copy=False))
+        tiles = b_row = None
+        if bias is not None:
+            tiles = RowTiles(L, O)
+            b_row = tiles.tile(bias.astype(dtype, copy=False))
         per_chunk = _per_chunk(x, K, L, dtype, pointwise)
         x_hwc = x.transpose(0, 2, 3, 1)
         out = np.empty((N, OH, OW, O), dtype=dtype)

@@ -18,6 +18,11 @@ Which layout an op returns: :func:`~nnparts.functional.conv2d` returns channels-
 lowers channels-last (a channels-last input, or the rule of ``conv._channels_last``); BatchNorm,
 ReLU and pooling return the layout of their input; everything else follows NumPy (element-wise
 results keep their inputs' layout; reshapes and concatenations return C-contiguous arrays).
+
+The row-wise helpers those ops share live here too: :class:`RowTiles` (a per-channel vector
+broadcast over long tiled rows instead of ``C``-value ones), :func:`row_sum` and :func:`row_dot`
+(per-channel sums in float32 blocks added in float64), :func:`constant` (shared read-only
+vectors of ones and zeros).
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ TILE_VALUES = 16384
 def tile_factor(per: int, C: int) -> int:
     """The largest ``k <= TILE_VALUES / C`` that divides ``per`` (rows per sample), so that the
     rows of any range of whole samples reshape to ``(rows/k, k*C)``."""
-    return _largest_divisor(per, max(1, TILE_VALUES // max(1, C)))
+    return _largest_divisor(max(1, per), max(1, TILE_VALUES // max(1, C)))  # per = 0: k = 1
 
 
 @functools.lru_cache(maxsize=256)
