@@ -179,7 +179,7 @@ def torch_profile(model, net, x, y, steps, nnparts_step):
 
     for _ in range(5):
         step()
-    # blocks of BLOCK steps, not single steps in turn: after each of its ops PyTorch's OpenMP
+    # blocks of `block` steps, not single steps in turn: after each of its ops PyTorch's OpenMP
     # threads spin for a while, and the next library's first op then shares a core with them
     ours, theirs = [], []
     block = 4

@@ -28,6 +28,7 @@ vectors of ones and zeros).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -136,9 +137,8 @@ def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     total = np.einsum("mc,mc->c", rest_a, rest_b).astype(np.float64)
     if a3 is not None:
         C = a.shape[1]
-        k = 1 << max(0, (DOT_BLOCK // max(1, C)).bit_length() - 1)
-        while DOT_BLOCK % k:  # a block of rows must reshape to (DOT_BLOCK/k, k*C)
-            k //= 2
+        # a power of two <= DOT_BLOCK / C dividing DOT_BLOCK: a block reshapes to (DOT_BLOCK/k, k*C)
+        k = math.gcd(1 << max(0, (DOT_BLOCK // max(1, C)).bit_length() - 1), DOT_BLOCK)
         wide = (len(a3), DOT_BLOCK // k, k * C)
         partial = np.einsum("bmc,bmc->bc", a3.reshape(wide), b3.reshape(wide))
         total += partial.sum(axis=0, dtype=np.float64).reshape(k, C).sum(axis=0)
